@@ -1,0 +1,178 @@
+//! Diagnostics: what every check returns, and the JSON shape of DESIGN.md §6.
+//!
+//! The engine only builds these values; rendering them (miette, colours, terminals) is the
+//! CLI's business. A diagnostic's code is a `&'static str` from [`codes`] so a typo in a code
+//! is a compile error, not a silently different contract.
+
+use serde::Serialize;
+
+use crate::source::{Position, SourceFile};
+use crate::span::Span;
+
+/// Every diagnostic code lifeboat emits. These strings are a public contract (DESIGN.md §5).
+pub mod codes {
+    pub const PLAN_SYNTAX: &str = "plan::syntax";
+    pub const PLAN_SCHEMA: &str = "plan::schema";
+    pub const PLAN_UNKNOWN_REFERENCE: &str = "plan::unknown-reference";
+    pub const PLAN_DUPLICATE: &str = "plan::duplicate";
+    pub const GROUP_MIXED_OS: &str = "group::mixed-os";
+    pub const GROUP_MASTER_TARGET_OS: &str = "group::master-target-os";
+    pub const GROUP_CONFLICTING_MASTER_TARGET: &str = "group::conflicting-master-target";
+    pub const GROUP_MULTIPLE_GROUPS: &str = "group::multiple-groups";
+    pub const GROUP_NO_MASTER_TARGET: &str = "group::no-master-target";
+    pub const MASTER_TARGET_DISK_LIMIT: &str = "master-target::disk-limit";
+    pub const MASTER_TARGET_DATASTORE: &str = "master-target::datastore";
+    pub const BOOT_ORDER_CYCLE: &str = "boot-order::cycle";
+    pub const BOOT_ORDER_MULTIPLE_GROUPS: &str = "boot-order::multiple-groups";
+    pub const MAINTENANCE_WINDOW_INVALID: &str = "maintenance-window::invalid";
+
+    /// The static codes, in the order DESIGN.md §5 lists them.
+    pub const STATIC: &[&str] = &[
+        PLAN_SYNTAX,
+        PLAN_SCHEMA,
+        PLAN_UNKNOWN_REFERENCE,
+        PLAN_DUPLICATE,
+        GROUP_MIXED_OS,
+        GROUP_MASTER_TARGET_OS,
+        GROUP_CONFLICTING_MASTER_TARGET,
+        GROUP_MULTIPLE_GROUPS,
+        GROUP_NO_MASTER_TARGET,
+        MASTER_TARGET_DISK_LIMIT,
+        MASTER_TARGET_DATASTORE,
+        BOOT_ORDER_CYCLE,
+        BOOT_ORDER_MULTIPLE_GROUPS,
+        MAINTENANCE_WINDOW_INVALID,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A labelled span in the plan file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub span: Span,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: String,
+    pub help: Option<String>,
+    /// The first label is the primary one: the value that is wrong.
+    pub labels: Vec<Label>,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Self { severity: Severity::Error, code, message: message.into(), help: None, labels: Vec::new() }
+    }
+
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+        Self { severity: Severity::Warning, ..Self::error(code, message) }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
+        self.labels.push(Label { span, message: message.into() });
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// The position of the primary label, for sorting reports in file order.
+    pub fn primary_start(&self) -> usize {
+        self.labels.first().map_or(0, |label| label.span.start)
+    }
+}
+
+/// Sorts diagnostics into the order a reader wants: by position in the file, then by code.
+/// The sort is stable, so diagnostics at one position keep the order the checks produced.
+pub fn sort(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by(|a, b| {
+        (a.primary_start(), a.code, &a.message).cmp(&(b.primary_start(), b.code, &b.message))
+    });
+}
+
+/// The JSON report of `validate --format json` (DESIGN.md §6).
+#[derive(Debug, Serialize)]
+pub struct JsonReport {
+    pub format_version: &'static str,
+    pub valid: bool,
+    pub error_count: usize,
+    pub warning_count: usize,
+    pub diagnostics: Vec<JsonDiagnostic>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonDiagnostic {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: String,
+    pub help: Option<String>,
+    pub labels: Vec<JsonLabel>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonLabel {
+    pub file: String,
+    pub message: String,
+    pub start: Position,
+    pub end: Position,
+}
+
+impl JsonDiagnostic {
+    pub fn new(diagnostic: &Diagnostic, file: &SourceFile) -> Self {
+        Self {
+            severity: diagnostic.severity,
+            code: diagnostic.code,
+            message: diagnostic.message.clone(),
+            help: diagnostic.help.clone(),
+            labels: diagnostic
+                .labels
+                .iter()
+                .map(|label| JsonLabel {
+                    file: file.name().to_string(),
+                    message: label.message.clone(),
+                    start: file.position(label.span.start),
+                    end: file.position(label.span.end),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl JsonReport {
+    pub fn new(diagnostics: &[Diagnostic], file: &SourceFile) -> Self {
+        let error_count = diagnostics.iter().filter(|d| d.is_error()).count();
+        Self {
+            format_version: "1",
+            valid: error_count == 0,
+            error_count,
+            warning_count: diagnostics.len() - error_count,
+            diagnostics: diagnostics.iter().map(|d| JsonDiagnostic::new(d, file)).collect(),
+        }
+    }
+}
+
+/// The closest candidate to a misspelt name, if one is close enough to be a likely typo.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(name, candidate), candidate))
+        .filter(|&(score, _)| score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}

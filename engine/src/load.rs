@@ -1,0 +1,181 @@
+//! Step 1 of the engine: text → typed [`Plan`], or exactly one diagnostic.
+//!
+//! A plan that does not parse has no structure to check further, so loading stops at the first
+//! error (DESIGN.md §4: "a syntax or type error is one diagnostic"). Everything after loading
+//! reports all problems at once.
+
+use serde_saphyr::{DuplicateKeyPolicy, Error as YamlError};
+
+use crate::diagnostic::{Diagnostic, codes, did_you_mean};
+use crate::model::Plan;
+use crate::source::SourceFile;
+use crate::span::Span;
+
+/// Largest plan file we read. Far beyond any real estate (a 100,000-machine plan is ~20 MB);
+/// the cap exists so a wrong path (a disk image, a log) fails fast instead of eating memory.
+pub const MAX_PLAN_BYTES: usize = 256 * 1024 * 1024;
+
+/// serde-saphyr's defaults (250,000 nodes) fit hand-written configs; a 100,000-machine plan
+/// has about 2 million nodes. Depth stays at the default: a plan is five levels deep, so
+/// deeper input is an error, and a bounded depth keeps hostile input from exhausting the stack.
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        duplicate_keys: DuplicateKeyPolicy::PassThrough,
+        budget: serde_saphyr::budget! {
+            max_nodes: 50_000_000,
+            max_events: 100_000_000,
+            max_total_scalar_bytes: MAX_PLAN_BYTES,
+            max_reader_input_bytes: Some(MAX_PLAN_BYTES),
+        },
+    }
+}
+
+/// Parses a plan file. On failure the diagnostic is `plan::syntax` when the text is not YAML
+/// at all, `plan::schema` when it is YAML but not a plan.
+pub fn load_plan(file: &SourceFile) -> Result<Plan, Box<Diagnostic>> {
+    parse_document(file, "plan")
+}
+
+/// Parses any YAML document of ours (plan, world) with the same rules and diagnostics.
+pub fn parse_document<T: serde::de::DeserializeOwned>(
+    file: &SourceFile,
+    what: &str,
+) -> Result<T, Box<Diagnostic>> {
+    let text = file.text();
+    if text.len() > MAX_PLAN_BYTES {
+        return Err(Box::new(
+            Diagnostic::error(codes::PLAN_SCHEMA, format!("the {what} file is larger than {} MiB", MAX_PLAN_BYTES >> 20))
+                .with_help("check that the path names a lifeboat file"),
+        ));
+    }
+    if is_blank(text) {
+        return Err(Box::new(
+            Diagnostic::error(codes::PLAN_SCHEMA, format!("the {what} file is empty"))
+                .with_label(Span::new(0, 0), "expected a YAML mapping here")
+                .with_help(format!("a {what} file starts with `version: 1`; see `lifeboat schema {what}`")),
+        ));
+    }
+    match serde_saphyr::from_str_with_options::<T>(text, yaml_options()) {
+        Ok(value) => Ok(value),
+        Err(typed_error) => {
+            // Only on failure, parse again without types: if even that fails, the text is not
+            // YAML and the parser's error is the one to show.
+            let syntax = serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(text, yaml_options()).err();
+            Err(Box::new(match syntax {
+                Some(error) => yaml_diagnostic(file, &error, codes::PLAN_SYNTAX, what),
+                None => yaml_diagnostic(file, &typed_error, codes::PLAN_SCHEMA, what),
+            }))
+        }
+    }
+}
+
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#') || line == "---" || line == "..."
+    })
+}
+
+fn yaml_diagnostic(file: &SourceFile, error: &YamlError, code: &'static str, what: &str) -> Diagnostic {
+    let error = unwrap_snippet(error);
+    let span = error.location().and_then(|l| Span::from_location(&l));
+    let (message, label, help) = describe(error, what);
+    let span = span.or_else(|| duplicate_key_span(file, error));
+    let mut diagnostic = Diagnostic::error(code, message);
+    if let Some(span) = span {
+        diagnostic = diagnostic.with_label(span, label);
+    }
+    match help {
+        Some(help) => diagnostic.with_help(help),
+        None => diagnostic,
+    }
+}
+
+fn unwrap_snippet(mut error: &YamlError) -> &YamlError {
+    while let YamlError::WithSnippet { error: inner, .. } | YamlError::AliasError { error: inner, .. } = error {
+        error = inner;
+    }
+    error
+}
+
+/// Turns serde-saphyr's error into our wording: lowercase, names in backticks, a did-you-mean
+/// where a name was misspelt, and no "at line …" (the label carries the position).
+fn describe(error: &YamlError, what: &str) -> (String, String, Option<String>) {
+    let one_of = |expected: &[&str]| {
+        expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+    };
+    match error {
+        YamlError::SerdeUnknownField { field, expected, .. } => {
+            let help = match did_you_mean(field, expected.iter().copied()) {
+                Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                None if expected.is_empty() => "remove this key".to_string(),
+                None => format!("expected one of {}", one_of(expected)),
+            };
+            (format!("unknown key `{field}`"), "unknown key".to_string(), Some(help))
+        }
+        YamlError::SerdeUnknownVariant { variant, expected, .. } => {
+            let help = match did_you_mean(variant, expected.iter().copied()) {
+                Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                None => format!("expected one of {}", one_of(expected)),
+            };
+            (format!("unknown value `{variant}`"), "unknown value".to_string(), Some(help))
+        }
+        YamlError::SerdeMissingField { field, .. } => (
+            format!("missing required key `{field}`"),
+            format!("`{field}` is required in this mapping"),
+            Some(format!("add `{field}: …`; see `lifeboat schema {what}` for the format")),
+        ),
+        YamlError::SerdeInvalidType { unexpected, expected, .. } => (
+            format!("expected {expected}, found {unexpected}"),
+            format!("expected {expected}"),
+            None,
+        ),
+        YamlError::SerdeInvalidValue { unexpected, expected, .. } => (
+            format!("invalid value {unexpected}, expected {expected}"),
+            format!("expected {expected}"),
+            None,
+        ),
+        other => {
+            let text = other.to_string();
+            // serde-saphyr appends " at line L, column C"; the label shows the position.
+            let text = match text.rfind(" at line ") {
+                Some(at) => text[..at].to_string(),
+                None => text,
+            };
+            let label = if text.starts_with("duplicate field") { "defined again here" } else { "here" };
+            (lowercase_first(&text), label.to_string(), None)
+        }
+    }
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// serde's derived structs reject a repeated key without a location. Find the second
+/// `key:` in the file so the diagnostic can still point at it. This is a textual search, so
+/// it is only used for this one error, whose message names the key.
+fn duplicate_key_span(file: &SourceFile, error: &YamlError) -> Option<Span> {
+    let text = error.to_string();
+    let key = text.strip_prefix("duplicate field `")?.split('`').next()?;
+    let needle = format!("{key}:");
+    let mut seen = 0;
+    let mut offset = 0;
+    for line in file.text().split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.starts_with(&needle) || trimmed.starts_with(&format!("\"{key}\":")) {
+            seen += 1;
+            if seen == 2 {
+                let start = offset + indent;
+                return Some(Span::new(start, start + key.len()));
+            }
+        }
+        offset += line.len();
+    }
+    None
+}

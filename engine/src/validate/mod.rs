@@ -1,0 +1,95 @@
+//! Step 2 of the engine: every static rule of DESIGN.md §5, from the plan file alone.
+//!
+//! Validation returns a value plus a list: the [`Validation`] carries the master-target
+//! assignment the later steps use, and every diagnostic found. It never stops at the first
+//! problem: each check works on whatever references did resolve and skips what did not, so one
+//! typo produces one diagnostic, not a cascade.
+//!
+//! Every check is linear (or N log N) in the size of the plan: names are resolved through
+//! hash maps built once, and boot groups are chained through one barrier node each rather
+//! than an edge per pair of machines.
+
+mod boot_order;
+mod groups;
+mod names;
+mod window;
+
+use std::collections::HashMap;
+
+use crate::assign::{self, Assignment};
+use crate::diagnostic::{self, Diagnostic};
+use crate::model::Plan;
+
+/// The plan's names resolved to positions, built once and shared by every check.
+#[derive(Debug)]
+pub struct PlanIndex<'p> {
+    pub machines: HashMap<&'p str, usize>,
+    pub master_targets: HashMap<&'p str, usize>,
+    pub groups: HashMap<&'p str, usize>,
+    /// For each machine, the replication group it belongs to (the first, if listed in several).
+    pub group_of: Vec<Option<usize>>,
+}
+
+impl<'p> PlanIndex<'p> {
+    pub fn new(plan: &'p Plan) -> Self {
+        let machines = plan.machines.index();
+        let mut group_of = vec![None; plan.machines.len()];
+        for (g, (_, group)) in plan.replication_groups.iter().enumerate() {
+            for member in &group.machines.value {
+                if let Some(&m) = machines.get(member.value.as_str()) {
+                    group_of[m].get_or_insert(g);
+                }
+            }
+        }
+        Self {
+            machines,
+            master_targets: plan.master_targets.index(),
+            groups: plan.replication_groups.index(),
+            group_of,
+        }
+    }
+
+    pub fn machine(&self, name: &str) -> Option<usize> {
+        self.machines.get(name).copied()
+    }
+
+    pub fn master_target(&self, name: &str) -> Option<usize> {
+        self.master_targets.get(name).copied()
+    }
+}
+
+/// The outcome of validation: what later steps need, and every problem found.
+#[derive(Debug)]
+pub struct Validation {
+    pub assignment: Assignment,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Validation {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Runs every static check. Diagnostics come back sorted by their position in the file.
+pub fn validate(plan: &Plan) -> Validation {
+    let index = PlanIndex::new(plan);
+    let mut diagnostics = Vec::new();
+    names::check(plan, &index, &mut diagnostics);
+    let group_targets = groups::check(plan, &index, &mut diagnostics);
+    let assignment = assign::assign(plan, &index, &group_targets, &mut diagnostics);
+    boot_order::check(plan, &index, &mut diagnostics);
+    window::check(plan, &mut diagnostics);
+    diagnostic::sort(&mut diagnostics);
+    Validation { assignment, diagnostics }
+}
+
+/// `a`, `a` and `b`, `a`, `b` and `c`: names in backticks, joined for a sentence.
+pub(crate) fn join_names<S: AsRef<str>>(names: &[S]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{}`", n.as_ref())).collect();
+    match quoted.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}

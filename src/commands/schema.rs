@@ -1,0 +1,17 @@
+//! `lifeboat schema`: JSON Schemas generated from the types, the same ones committed under
+//! `schemas/` (a test fails when the committed copies are stale).
+
+use super::Exit;
+use crate::cli::SchemaKind;
+
+pub fn run(which: SchemaKind) -> Exit {
+    print!("{}", render(which));
+    Exit::Success
+}
+
+pub fn render(which: SchemaKind) -> String {
+    let schema = match which {
+        SchemaKind::Plan => lifeboat_engine::schema::plan(),
+    };
+    serde_json::to_string_pretty(&schema).expect("a schema is plain JSON") + "\n"
+}

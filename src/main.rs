@@ -1,0 +1,19 @@
+//! The `lifeboat` binary: argument parsing, dispatch and rendering. All behaviour lives in
+//! `lifeboat-engine`; this crate turns its values into text and exit codes.
+
+mod cli;
+mod commands;
+mod render;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let exit = match cli.command {
+        Command::Validate { plan, format } => commands::validate::run(&plan, format),
+        Command::Schema { which } => commands::schema::run(which),
+    };
+    std::process::ExitCode::from(exit as u8)
+}

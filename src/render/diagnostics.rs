@@ -1,0 +1,143 @@
+//! Diagnostics as miette graphical reports (human) or the JSON report of DESIGN.md §6.
+
+use std::fmt;
+use std::io::IsTerminal;
+
+use lifeboat_engine::diagnostic::JsonReport;
+use lifeboat_engine::{Diagnostic, Severity, SourceFile};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan,
+    SpanContents,
+};
+
+/// Whether human output may use colour: only on a terminal, and never with `NO_COLOR` set.
+pub fn use_colour(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Renders diagnostics as miette reports, one after another, for stderr.
+pub fn render_human(diagnostics: &[Diagnostic], file: &SourceFile) -> String {
+    let terminal = std::io::stderr().is_terminal();
+    let theme = if use_colour(terminal) { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    // Off a terminal the width is fixed, so CI logs and snapshots do not depend on the runner.
+    let width = if terminal { terminal_width().unwrap_or(100) } else { 100 };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_context_lines(1);
+    let source = IndexedSource(file);
+    let mut out = String::new();
+    for diagnostic in diagnostics {
+        let report = Report { diagnostic, source: &source };
+        // Writing into a String cannot fail; a failure would be a miette bug, and losing one
+        // report's decoration is better than losing the run.
+        if handler.render_report(&mut out, &report).is_err() {
+            out.push_str(&format!("{}: {}\n", diagnostic.code, diagnostic.message));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn render_json(diagnostics: &[Diagnostic], file: &SourceFile) -> String {
+    let report = JsonReport::new(diagnostics, file);
+    serde_json::to_string_pretty(&report).expect("the JSON report is plain data") + "\n"
+}
+
+/// "2 errors, 1 warning" for summaries.
+pub fn counts(diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (e, 0) => plural(e, "error"),
+        (0, w) => plural(w, "warning"),
+        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+fn terminal_width() -> Option<usize> {
+    std::env::var("COLUMNS").ok()?.parse().ok()
+}
+
+struct Report<'a> {
+    diagnostic: &'a Diagnostic,
+    source: &'a IndexedSource<'a>,
+}
+
+impl fmt::Debug for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Report").field("code", &self.diagnostic.code).finish()
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diagnostic.message)
+    }
+}
+
+impl std::error::Error for Report<'_> {}
+
+impl miette::Diagnostic for Report<'_> {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.diagnostic.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diagnostic.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        (!self.diagnostic.labels.is_empty()).then_some(self.source as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let labels = self.diagnostic.labels.iter().enumerate().map(|(i, label)| {
+            let span = SourceSpan::from(label.span.start..label.span.end);
+            let text = Some(label.message.clone());
+            if i == 0 { LabeledSpan::new_primary_with_span(text, span) } else { LabeledSpan::new_with_span(text, span) }
+        });
+        Some(Box::new(labels))
+    }
+}
+
+/// A miette source that finds the lines around a span through the file's line index.
+///
+/// miette's own `str` source scans from the first byte for every span it reads, so a report
+/// of N diagnostics over a large plan costs N × file size. This one cuts out the few lines
+/// the span needs and lets miette work on that window only.
+struct IndexedSource<'a>(&'a SourceFile);
+
+impl SourceCode for IndexedSource<'_> {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let file = self.0;
+        let text = file.text();
+        let (start, end) = (span.offset(), span.offset() + span.len());
+        if end > text.len() {
+            return Err(MietteError::OutOfBounds);
+        }
+        let first = file.line_of(start).saturating_sub(context_lines_before);
+        let last = file.line_of(end.saturating_sub(1).max(start)) + context_lines_after;
+        let window = file.lines_range(first, last);
+        let local = SourceSpan::from((start - window.start, span.len()));
+        let contents = text[window.clone()].read_span(&local, context_lines_before, context_lines_after)?;
+        Ok(Box::new(MietteSpanContents::new_named(
+            file.name().to_string(),
+            contents.data(),
+            SourceSpan::from((contents.span().offset() + window.start, contents.span().len())),
+            contents.line() + first,
+            contents.column(),
+            contents.line_count(),
+        )))
+    }
+}

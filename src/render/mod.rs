@@ -1,0 +1,3 @@
+//! Rendering engine values for people and machines. The engine never prints; this does.
+
+pub mod diagnostics;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "lifeboat", version, about = "Declarative disaster-recovery failback from Azure to VMware")]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Declarative disaster-recovery failback from Azure to VMware"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -78,9 +78,18 @@ pub(crate) fn assign(
                     assignment.machine_target[m] = Some(mt);
                     assignment.disks[mt] += plan.machines.get_index(m).1.disk_count();
                 }
-                if let Some(span) = plan.replication_groups.get_index(g).1.master_target.as_ref().map(|s| s.span) {
+                if let Some(span) = plan
+                    .replication_groups
+                    .get_index(g)
+                    .1
+                    .master_target
+                    .as_ref()
+                    .map(|s| s.span)
+                {
                     references[mt].push(span);
-                } else if let Some(span) = group_members.iter().find_map(|&m| own_target_span(plan, m)) {
+                } else if let Some(span) =
+                    group_members.iter().find_map(|&m| own_target_span(plan, m))
+                {
                     references[mt].push(span);
                 }
             }
@@ -115,7 +124,12 @@ pub(crate) fn assign(
         Unit::Machine(m) => plan.machines.get_index(*m).0.value.as_str(),
     };
     // Groups first (they are the hardest to place), each kind in name order.
-    auto.sort_by_key(|unit| (matches!(unit, Unit::Machine(_)), unit_name(unit).to_string()));
+    auto.sort_by_key(|unit| {
+        (
+            matches!(unit, Unit::Machine(_)),
+            unit_name(unit).to_string(),
+        )
+    });
 
     for unit in &auto {
         let unit_members: &[usize] = match unit {
@@ -123,9 +137,14 @@ pub(crate) fn assign(
             Unit::Machine(m) => std::slice::from_ref(m),
         };
         let os = plan.machines.get_index(unit_members[0]).1.os.value;
-        let need: usize = unit_members.iter().map(|&m| plan.machines.get_index(m).1.disk_count()).sum();
-        let mut datastores: Vec<&str> =
-            unit_members.iter().map(|&m| plan.machines.get_index(m).1.datastore.value.as_str()).collect();
+        let need: usize = unit_members
+            .iter()
+            .map(|&m| plan.machines.get_index(m).1.disk_count())
+            .sum();
+        let mut datastores: Vec<&str> = unit_members
+            .iter()
+            .map(|&m| plan.machines.get_index(m).1.datastore.value.as_str())
+            .collect();
         datastores.sort_unstable();
         datastores.dedup();
 
@@ -146,7 +165,12 @@ pub(crate) fn assign(
 }
 
 fn own_target_span(plan: &Plan, m: usize) -> Option<Span> {
-    plan.machines.get_index(m).1.master_target.as_ref().map(|s| s.span)
+    plan.machines
+        .get_index(m)
+        .1
+        .master_target
+        .as_ref()
+        .map(|s| s.span)
 }
 
 enum NoTarget {
@@ -155,18 +179,31 @@ enum NoTarget {
     AllFull,
 }
 
-fn choose(plan: &Plan, disks: &[usize], os: Os, datastores: &[&str], need: usize) -> Result<usize, NoTarget> {
+fn choose(
+    plan: &Plan,
+    disks: &[usize],
+    os: Os,
+    datastores: &[&str],
+    need: usize,
+) -> Result<usize, NoTarget> {
     if need > MAX_DISKS_PER_MASTER_TARGET {
         return Err(NoTarget::TooManyDisks);
     }
-    let same_os: Vec<usize> =
-        plan.master_targets.iter().enumerate().filter(|(_, (_, t))| t.os.value == os).map(|(i, _)| i).collect();
+    let same_os: Vec<usize> = plan
+        .master_targets
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, t))| t.os.value == os)
+        .map(|(i, _)| i)
+        .collect();
     if same_os.is_empty() {
         return Err(NoTarget::NoneWithOs);
     }
     let sees_all = |mt: &usize| {
         let target = &plan.master_targets.get_index(*mt).1.value;
-        datastores.iter().all(|ds| target.datastores.iter().any(|d| d.value == *ds))
+        datastores
+            .iter()
+            .all(|ds| target.datastores.iter().any(|d| d.value == *ds))
     };
     // Prefer targets that see the machines' datastores; if none does, still place the unit so
     // that `master-target::datastore` can say exactly which datastore is missing where.
@@ -175,11 +212,23 @@ fn choose(plan: &Plan, disks: &[usize], os: Os, datastores: &[&str], need: usize
     candidates
         .into_iter()
         .filter(|&mt| disks[mt] + need <= MAX_DISKS_PER_MASTER_TARGET)
-        .min_by_key(|&mt| (disks[mt], plan.master_targets.get_index(mt).0.value.as_str()))
+        .min_by_key(|&mt| {
+            (
+                disks[mt],
+                plan.master_targets.get_index(mt).0.value.as_str(),
+            )
+        })
         .ok_or(NoTarget::AllFull)
 }
 
-fn no_master_target(plan: &Plan, unit: &Unit, os: Os, need: usize, datastores: &[&str], reason: NoTarget) -> Diagnostic {
+fn no_master_target(
+    plan: &Plan,
+    unit: &Unit,
+    os: Os,
+    need: usize,
+    datastores: &[&str],
+    reason: NoTarget,
+) -> Diagnostic {
     let (what, span) = match unit {
         Unit::Group(g) => {
             let name = plan.replication_groups.get_index(*g).0;
@@ -207,22 +256,35 @@ fn no_master_target(plan: &Plan, unit: &Unit, os: Os, need: usize, datastores: &
             ),
         ),
     };
-    Diagnostic::error(codes::GROUP_NO_MASTER_TARGET, format!("no master target can serve {what}"))
-        .with_label(span, label)
-        .with_help(help)
+    Diagnostic::error(
+        codes::GROUP_NO_MASTER_TARGET,
+        format!("no master target can serve {what}"),
+    )
+    .with_label(span, label)
+    .with_help(help)
 }
 
 fn disk_limit(name: &Spanned<String>, disks: usize, references: &[Span]) -> Diagnostic {
     let mut diagnostic = Diagnostic::error(
         codes::MASTER_TARGET_DISK_LIMIT,
-        format!("master target `{}` would serve {disks} disks, more than {MAX_DISKS_PER_MASTER_TARGET}", name.value),
+        format!(
+            "master target `{}` would serve {disks} disks, more than {MAX_DISKS_PER_MASTER_TARGET}",
+            name.value
+        ),
     )
-    .with_label(name.span, format!("{disks} disks planned onto this master target"));
+    .with_label(
+        name.span,
+        format!("{disks} disks planned onto this master target"),
+    );
     for span in references.iter().take(MAX_REFERENCE_LABELS) {
         diagnostic = diagnostic.with_label(*span, "assigned here");
     }
     let more = references.len().saturating_sub(MAX_REFERENCE_LABELS);
-    let extra = if more > 0 { format!(" ({more} more references not shown)") } else { String::new() };
+    let extra = if more > 0 {
+        format!(" ({more} more references not shown)")
+    } else {
+        String::new()
+    };
     diagnostic.with_help(format!(
         "a master target serves at most {MAX_DISKS_PER_MASTER_TARGET} disks; move some machines to another master target, or omit `master_target` and let lifeboat assign one{extra}"
     ))
@@ -230,13 +292,19 @@ fn disk_limit(name: &Spanned<String>, disks: usize, references: &[Span]) -> Diag
 
 fn datastore_check(plan: &Plan, assignment: &Assignment, out: &mut Vec<Diagnostic>) {
     for (m, (name, machine)) in plan.machines.iter().enumerate() {
-        let Some(mt) = assignment.machine_target[m] else { continue };
+        let Some(mt) = assignment.machine_target[m] else {
+            continue;
+        };
         let (target_name, target) = plan.master_targets.get_index(mt);
         let ds = &machine.datastore.value;
         if target.datastores.iter().any(|d| &d.value == ds) {
             continue;
         }
-        let how = if assignment.chosen[m] { " (assigned by lifeboat)" } else { "" };
+        let how = if assignment.chosen[m] {
+            " (assigned by lifeboat)"
+        } else {
+            ""
+        };
         let mut diagnostic = Diagnostic::error(
             codes::MASTER_TARGET_DATASTORE,
             format!(

@@ -71,11 +71,20 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(code: &'static str, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, code, message: message.into(), help: None, labels: Vec::new() }
+        Self {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            help: None,
+            labels: Vec::new(),
+        }
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, ..Self::error(code, message) }
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, message)
+        }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -84,7 +93,10 @@ impl Diagnostic {
     }
 
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.labels.push(Label { span, message: message.into() });
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
         self
     }
 
@@ -162,13 +174,19 @@ impl JsonReport {
             valid: error_count == 0,
             error_count,
             warning_count: diagnostics.len() - error_count,
-            diagnostics: diagnostics.iter().map(|d| JsonDiagnostic::new(d, file)).collect(),
+            diagnostics: diagnostics
+                .iter()
+                .map(|d| JsonDiagnostic::new(d, file))
+                .collect(),
         }
     }
 }
 
 /// The closest candidate to a misspelt name, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (strsim::jaro_winkler(name, candidate), candidate))

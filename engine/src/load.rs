@@ -44,15 +44,23 @@ pub fn parse_document<T: serde::de::DeserializeOwned>(
     let text = file.text();
     if text.len() > MAX_PLAN_BYTES {
         return Err(Box::new(
-            Diagnostic::error(codes::PLAN_SCHEMA, format!("the {what} file is larger than {} MiB", MAX_PLAN_BYTES >> 20))
-                .with_help("check that the path names a lifeboat file"),
+            Diagnostic::error(
+                codes::PLAN_SCHEMA,
+                format!(
+                    "the {what} file is larger than {} MiB",
+                    MAX_PLAN_BYTES >> 20
+                ),
+            )
+            .with_help("check that the path names a lifeboat file"),
         ));
     }
     if is_blank(text) {
         return Err(Box::new(
             Diagnostic::error(codes::PLAN_SCHEMA, format!("the {what} file is empty"))
                 .with_label(Span::new(0, 0), "expected a YAML mapping here")
-                .with_help(format!("a {what} file starts with `version: 1`; see `lifeboat schema {what}`")),
+                .with_help(format!(
+                    "a {what} file starts with `version: 1`; see `lifeboat schema {what}`"
+                )),
         ));
     }
     match serde_saphyr::from_str_with_options::<T>(text, yaml_options()) {
@@ -60,7 +68,9 @@ pub fn parse_document<T: serde::de::DeserializeOwned>(
         Err(typed_error) => {
             // Only on failure, parse again without types: if even that fails, the text is not
             // YAML and the parser's error is the one to show.
-            let syntax = serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(text, yaml_options()).err();
+            let syntax =
+                serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(text, yaml_options())
+                    .err();
             Err(Box::new(match syntax {
                 Some(error) => yaml_diagnostic(file, &error, codes::PLAN_SYNTAX, what),
                 None => yaml_diagnostic(file, &typed_error, codes::PLAN_SCHEMA, what),
@@ -69,6 +79,8 @@ pub fn parse_document<T: serde::de::DeserializeOwned>(
     }
 }
 
+const SYNTAX_HELP: &str = "fix the YAML at the marked position: check brackets, quotes and indentation (spaces, not tabs)";
+
 fn is_blank(text: &str) -> bool {
     text.lines().all(|line| {
         let line = line.trim();
@@ -76,10 +88,24 @@ fn is_blank(text: &str) -> bool {
     })
 }
 
-fn yaml_diagnostic(file: &SourceFile, error: &YamlError, code: &'static str, what: &str) -> Diagnostic {
+fn yaml_diagnostic(
+    file: &SourceFile,
+    error: &YamlError,
+    code: &'static str,
+    what: &str,
+) -> Diagnostic {
     let error = unwrap_snippet(error);
-    let span = error.location().and_then(|l| Span::from_location(&l));
-    let (message, label, help) = describe(error, what);
+    let span = error.location().and_then(|l| locate(file, &l));
+    let (message, label, help) = if code == codes::PLAN_SYNTAX {
+        let (message, _, _) = describe(error, what);
+        (
+            message,
+            "the YAML is broken here".to_string(),
+            Some(SYNTAX_HELP.to_string()),
+        )
+    } else {
+        describe(error, what)
+    };
     let span = span.or_else(|| duplicate_key_span(file, error));
     let mut diagnostic = Diagnostic::error(code, message);
     if let Some(span) = span {
@@ -91,8 +117,28 @@ fn yaml_diagnostic(file: &SourceFile, error: &YamlError, code: &'static str, wha
     }
 }
 
+/// The byte span of a location. Parser errors carry only line, column and a length in
+/// characters; for those the span is rebuilt through the file's line index.
+fn locate(file: &SourceFile, location: &serde_saphyr::Location) -> Option<Span> {
+    if let Some(span) = Span::from_location(location) {
+        return Some(span);
+    }
+    let line = usize::try_from(location.line()).ok().filter(|&l| l > 0)?;
+    let column = usize::try_from(location.column()).ok()?;
+    let start = file.byte_at(line, column)?;
+    let chars = usize::try_from(location.span().len()).unwrap_or(0);
+    let len: usize = file.text()[start..]
+        .chars()
+        .take(chars)
+        .map(char::len_utf8)
+        .sum();
+    Some(Span::new(start, start + len))
+}
+
 fn unwrap_snippet(mut error: &YamlError) -> &YamlError {
-    while let YamlError::WithSnippet { error: inner, .. } | YamlError::AliasError { error: inner, .. } = error {
+    while let YamlError::WithSnippet { error: inner, .. }
+    | YamlError::AliasError { error: inner, .. } = error
+    {
         error = inner;
     }
     error
@@ -102,35 +148,71 @@ fn unwrap_snippet(mut error: &YamlError) -> &YamlError {
 /// where a name was misspelt, and no "at line …" (the label carries the position).
 fn describe(error: &YamlError, what: &str) -> (String, String, Option<String>) {
     let one_of = |expected: &[&str]| {
-        expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+        expected
+            .iter()
+            .map(|e| format!("`{e}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     match error {
-        YamlError::SerdeUnknownField { field, expected, .. } => {
+        YamlError::SerdeUnknownField {
+            field, expected, ..
+        } => {
             let help = match did_you_mean(field, expected.iter().copied()) {
                 Some(suggestion) => format!("did you mean `{suggestion}`?"),
                 None if expected.is_empty() => "remove this key".to_string(),
                 None => format!("expected one of {}", one_of(expected)),
             };
-            (format!("unknown key `{field}`"), "unknown key".to_string(), Some(help))
+            (
+                format!("unknown key `{field}`"),
+                "unknown key".to_string(),
+                Some(help),
+            )
         }
-        YamlError::SerdeUnknownVariant { variant, expected, .. } => {
+        YamlError::SerdeUnknownVariant {
+            variant, expected, ..
+        } => {
             let help = match did_you_mean(variant, expected.iter().copied()) {
                 Some(suggestion) => format!("did you mean `{suggestion}`?"),
                 None => format!("expected one of {}", one_of(expected)),
             };
-            (format!("unknown value `{variant}`"), "unknown value".to_string(), Some(help))
+            (
+                format!("unknown value `{variant}`"),
+                "unknown value".to_string(),
+                Some(help),
+            )
         }
         YamlError::SerdeMissingField { field, .. } => (
             format!("missing required key `{field}`"),
             format!("`{field}` is required in this mapping"),
-            Some(format!("add `{field}: …`; see `lifeboat schema {what}` for the format")),
+            Some(format!(
+                "add `{field}: …`; see `lifeboat schema {what}` for the format"
+            )),
         ),
-        YamlError::SerdeInvalidType { unexpected, expected, .. } => (
+        YamlError::Budget { breach, .. } => (
+            format!(
+                "the {what} file exceeds a parser limit: {}",
+                describe_breach(breach)
+            ),
+            "limit reached here".to_string(),
+            Some(format!(
+                "a lifeboat {what} nests a few levels deep and uses few aliases; check that this is the intended file"
+            )),
+        ),
+        YamlError::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        } => (
             format!("expected {expected}, found {unexpected}"),
             format!("expected {expected}"),
             None,
         ),
-        YamlError::SerdeInvalidValue { unexpected, expected, .. } => (
+        YamlError::SerdeInvalidValue {
+            unexpected,
+            expected,
+            ..
+        } => (
             format!("invalid value {unexpected}, expected {expected}"),
             format!("expected {expected}"),
             None,
@@ -142,9 +224,34 @@ fn describe(error: &YamlError, what: &str) -> (String, String, Option<String>) {
                 Some(at) => text[..at].to_string(),
                 None => text,
             };
-            let label = if text.starts_with("duplicate field") { "defined again here" } else { "here" };
-            (lowercase_first(&text), label.to_string(), None)
+            if let Some(key) = text
+                .strip_prefix("duplicate field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                return (
+                    format!("key `{key}` appears twice in one mapping"),
+                    "defined again here".to_string(),
+                    Some(format!("remove one of the two `{key}` keys")),
+                );
+            }
+            (
+                lowercase_first(&text),
+                "here".to_string(),
+                Some("see `lifeboat schema plan` for the format".to_string()),
+            )
         }
+    }
+}
+
+fn describe_breach(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Depth { depth } => format!("nested {depth} levels deep"),
+        B::Aliases { aliases } => format!("{aliases} alias references"),
+        B::Anchors { anchors } => format!("{anchors} anchors"),
+        B::Events { events } => format!("{events} parser events"),
+        B::Documents { documents } => format!("{documents} documents"),
+        other => format!("{other:?}").to_lowercase(),
     }
 }
 

@@ -33,9 +33,19 @@ impl SourceFile {
     /// `name` is how diagnostics refer to the file (usually the path as the user typed it).
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>, text: String) -> Self {
         let line_starts = std::iter::once(0)
-            .chain(text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i + 1))
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
             .collect();
-        Self { name: name.into(), path: path.into(), text, line_starts }
+        Self {
+            name: name.into(),
+            path: path.into(),
+            text,
+            line_starts,
+        }
     }
 
     /// Reads a file as UTF-8. Invalid UTF-8 is an error the caller turns into a diagnostic.
@@ -77,8 +87,26 @@ impl SourceFile {
     pub fn lines_range(&self, first: usize, last: usize) -> std::ops::Range<usize> {
         let last = last.min(self.line_starts.len() - 1);
         let start = self.line_starts[first.min(last)];
-        let end = self.line_starts.get(last + 1).copied().unwrap_or(self.text.len());
+        let end = self
+            .line_starts
+            .get(last + 1)
+            .copied()
+            .unwrap_or(self.text.len());
         start..end
+    }
+
+    /// The byte offset of a 1-based line and character column, clamped to the line's end.
+    pub fn byte_at(&self, line: usize, column: usize) -> Option<usize> {
+        let range = self.lines_range(line.checked_sub(1)?, line - 1);
+        if line > self.line_starts.len() {
+            return None;
+        }
+        let text = &self.text[range.clone()];
+        let offset = text
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(text.len(), |(i, _)| i);
+        Some(range.start + offset)
     }
 
     /// The position of a byte offset, clamped to the end of the file and to a char boundary.
@@ -90,7 +118,11 @@ impl SourceFile {
         let line = self.line_of(byte);
         let line_start = self.line_starts[line];
         let column = self.text[line_start..byte].chars().count() + 1;
-        Position { line: line + 1, column, byte }
+        Position {
+            line: line + 1,
+            column,
+            byte,
+        }
     }
 }
 
@@ -101,10 +133,31 @@ mod tests {
     #[test]
     fn positions_are_one_based_lines_and_char_columns() {
         let file = SourceFile::new("t", "t", "ab\ncé x\n".to_string());
-        assert_eq!(file.position(0), Position { line: 1, column: 1, byte: 0 });
-        assert_eq!(file.position(3), Position { line: 2, column: 1, byte: 3 });
+        assert_eq!(
+            file.position(0),
+            Position {
+                line: 1,
+                column: 1,
+                byte: 0
+            }
+        );
+        assert_eq!(
+            file.position(3),
+            Position {
+                line: 2,
+                column: 1,
+                byte: 3
+            }
+        );
         // `x` follows a two-byte `é`: byte 7, but column 4.
-        assert_eq!(file.position(7), Position { line: 2, column: 4, byte: 7 });
+        assert_eq!(
+            file.position(7),
+            Position {
+                line: 2,
+                column: 4,
+                byte: 7
+            }
+        );
         assert_eq!(file.position(999).line, 3);
     }
 }

@@ -85,7 +85,11 @@ impl<T> std::ops::Deref for Spanned<T> {
 
 impl<T: fmt::Debug> fmt::Debug for Spanned<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} @{}..{}", self.value, self.span.start, self.span.end)
+        write!(
+            f,
+            "{:?} @{}..{}",
+            self.value, self.span.start, self.span.end
+        )
     }
 }
 

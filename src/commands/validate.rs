@@ -24,7 +24,11 @@ pub fn run(path: &Path, format: DiagnosticFormat) -> Exit {
         Err(diagnostic) => vec![*diagnostic],
     };
     emit(&diagnostics, &file, format);
-    if diagnostics.iter().any(Diagnostic::is_error) { Exit::Error } else { Exit::Success }
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        Exit::Error
+    } else {
+        Exit::Success
+    }
 }
 
 /// Reads a plan file; a missing file or invalid UTF-8 becomes a `plan::syntax` diagnostic.
@@ -32,14 +36,19 @@ pub fn read_plan(path: &Path) -> Result<SourceFile, Box<Diagnostic>> {
     SourceFile::read(path).map_err(|error| {
         let help = match error.kind() {
             std::io::ErrorKind::NotFound => {
-                "pass the plan file as an argument, or run lifeboat where `lifeboat.yaml` is".to_string()
+                "pass the plan file as an argument, or run lifeboat where `lifeboat.yaml` is"
+                    .to_string()
             }
             _ => "check the path and the file's permissions and encoding".to_string(),
         };
         Box::new(
             Diagnostic::error(
                 lifeboat_engine::diagnostic::codes::PLAN_SYNTAX,
-                format!("cannot read `{}`: {}", path.display(), lowercase(&error.to_string())),
+                format!(
+                    "cannot read `{}`: {}",
+                    path.display(),
+                    lowercase(&error.to_string())
+                ),
             )
             .with_help(help),
         )
@@ -48,7 +57,10 @@ pub fn read_plan(path: &Path) -> Result<SourceFile, Box<Diagnostic>> {
 
 fn lowercase(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
+    chars
+        .next()
+        .map(|c| c.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn emit(diagnostics: &[Diagnostic], file: &SourceFile, format: DiagnosticFormat) {

@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use lifeboat_engine::diagnostic::JsonReport;
 use lifeboat_engine::{Diagnostic, Severity, SourceFile};
 use miette::{
-    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan,
-    SpanContents,
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
+    SourceCode, SourceSpan, SpanContents,
 };
 
 /// Whether human output may use colour: only on a terminal, and never with `NO_COLOR` set.
@@ -18,14 +18,34 @@ pub fn use_colour(stream_is_terminal: bool) -> bool {
 /// Renders diagnostics as miette reports, one after another, for stderr.
 pub fn render_human(diagnostics: &[Diagnostic], file: &SourceFile) -> String {
     let terminal = std::io::stderr().is_terminal();
-    let theme = if use_colour(terminal) { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let theme = if use_colour(terminal) {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
     // Off a terminal the width is fixed, so CI logs and snapshots do not depend on the runner.
-    let width = if terminal { terminal_width().unwrap_or(100) } else { 100 };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_context_lines(1);
+    let width = if terminal {
+        terminal_width().unwrap_or(100)
+    } else {
+        100
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(width)
+        .with_context_lines(1);
     let source = IndexedSource(file);
     let mut out = String::new();
     for diagnostic in diagnostics {
-        let report = Report { diagnostic, source: &source };
+        let located;
+        let diagnostic = if has_huge_line(diagnostic, file) {
+            located = without_snippet(diagnostic, file);
+            &located
+        } else {
+            diagnostic
+        };
+        let report = Report {
+            diagnostic,
+            source: &source,
+        };
         // Writing into a String cannot fail; a failure would be a miette bug, and losing one
         // report's decoration is better than losing the run.
         if handler.render_report(&mut out, &report).is_err() {
@@ -64,7 +84,9 @@ struct Report<'a> {
 
 impl fmt::Debug for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Report").field("code", &self.diagnostic.code).finish()
+        f.debug_struct("Report")
+            .field("code", &self.diagnostic.code)
+            .finish()
     }
 }
 
@@ -89,7 +111,10 @@ impl miette::Diagnostic for Report<'_> {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diagnostic
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -97,13 +122,69 @@ impl miette::Diagnostic for Report<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let labels = self.diagnostic.labels.iter().enumerate().map(|(i, label)| {
-            let span = SourceSpan::from(label.span.start..label.span.end);
-            let text = Some(label.message.clone());
-            if i == 0 { LabeledSpan::new_primary_with_span(text, span) } else { LabeledSpan::new_with_span(text, span) }
-        });
+        let text = self.source.0.text();
+        let labels = self
+            .diagnostic
+            .labels
+            .iter()
+            .enumerate()
+            .map(move |(i, label)| {
+                let span = SourceSpan::from(shorten(text, label.span.start, label.span.end));
+                let text = Some(label.message.clone());
+                if i == 0 {
+                    LabeledSpan::new_primary_with_span(text, span)
+                } else {
+                    LabeledSpan::new_with_span(text, span)
+                }
+            });
         Some(Box::new(labels))
     }
+}
+
+/// Lines longer than this are not quoted: a snippet of a 10 MB line helps nobody.
+const MAX_QUOTED_LINE_BYTES: usize = 4096;
+
+fn has_huge_line(diagnostic: &Diagnostic, file: &SourceFile) -> bool {
+    diagnostic.labels.iter().any(|label| {
+        let line = file.line_of(label.span.start);
+        file.lines_range(line, line).len() > MAX_QUOTED_LINE_BYTES
+    })
+}
+
+/// The diagnostic with its labels folded into the message as `file:line:column`.
+fn without_snippet(diagnostic: &Diagnostic, file: &SourceFile) -> Diagnostic {
+    let mut plain = diagnostic.clone();
+    if let Some(label) = plain.labels.first() {
+        let at = file.position(label.span.start);
+        plain.message = format!(
+            "{} (at {}:{}:{}: {})",
+            plain.message,
+            file.name(),
+            at.line,
+            at.column,
+            label.message
+        );
+    }
+    plain.labels.clear();
+    plain
+}
+
+/// Longest label a human report underlines; JSON keeps the exact span.
+const MAX_LABEL_BYTES: usize = 120;
+
+/// Cuts a label down to its first line and at most [`MAX_LABEL_BYTES`], so a 10 MB value or
+/// a 500-line mapping does not end up copied into the terminal.
+fn shorten(text: &str, start: usize, end: usize) -> std::ops::Range<usize> {
+    let mut end = end
+        .min(text.len())
+        .min(start.saturating_add(MAX_LABEL_BYTES));
+    if let Some(newline) = text.get(start..end).and_then(|s| s.find('\n')) {
+        end = start + newline;
+    }
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    start..end.max(start)
 }
 
 /// A miette source that finds the lines around a span through the file's line index.
@@ -130,11 +211,15 @@ impl SourceCode for IndexedSource<'_> {
         let last = file.line_of(end.saturating_sub(1).max(start)) + context_lines_after;
         let window = file.lines_range(first, last);
         let local = SourceSpan::from((start - window.start, span.len()));
-        let contents = text[window.clone()].read_span(&local, context_lines_before, context_lines_after)?;
+        let contents =
+            text[window.clone()].read_span(&local, context_lines_before, context_lines_after)?;
         Ok(Box::new(MietteSpanContents::new_named(
             file.name().to_string(),
             contents.data(),
-            SourceSpan::from((contents.span().offset() + window.start, contents.span().len())),
+            SourceSpan::from((
+                contents.span().offset() + window.start,
+                contents.span().len(),
+            )),
             contents.line() + first,
             contents.column(),
             contents.line_count(),

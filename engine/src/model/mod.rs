@@ -144,7 +144,20 @@ pub struct LocalStateConfig {
 pub const DEFAULT_STATE_PATH: &str = ".lifeboat/state.json";
 
 /// How far `apply` takes each machine (DESIGN.md §2).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    Serialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Goal {
     #[default]
@@ -188,7 +201,9 @@ fn default_failback_policy() -> Spanned<String> {
     Spanned::bare("auto".to_string())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Os {
     Linux,
@@ -269,20 +284,28 @@ pub struct Machine {
 
 impl Machine {
     pub fn recovery(&self) -> Recovery {
-        self.recovery.as_ref().map_or(Recovery::default(), |r| r.value)
+        self.recovery
+            .as_ref()
+            .map_or(Recovery::default(), |r| r.value)
     }
 
     /// Disks this machine puts on its master target. A machine whose disks are not listed
     /// still has its OS disk, so it counts as one.
     pub fn disk_count(&self) -> usize {
-        self.disks_gib.as_ref().map_or(1, |disks| disks.value.len().max(1))
+        self.disks_gib
+            .as_ref()
+            .map_or(1, |disks| disks.value.len().max(1))
     }
 
     /// The upper bound of data a reprotect may send (DESIGN.md §1.1 rule 12).
     pub fn disk_total_gib(&self) -> u64 {
-        self.disks_gib
-            .as_ref()
-            .map_or(0, |disks| disks.value.iter().map(|d| d.value).fold(0u64, u64::saturating_add))
+        self.disks_gib.as_ref().map_or(0, |disks| {
+            disks
+                .value
+                .iter()
+                .map(|d| d.value)
+                .fold(0u64, u64::saturating_add)
+        })
     }
 }
 

@@ -22,13 +22,17 @@ pub struct NamedMap<T> {
 
 impl<T> Default for NamedMap<T> {
     fn default() -> Self {
-        Self { entries: Vec::new() }
+        Self {
+            entries: Vec::new(),
+        }
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for NamedMap<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.entries.iter().map(|(k, v)| (k, v))).finish()
+        f.debug_map()
+            .entries(self.entries.iter().map(|(k, v)| (k, v)))
+            .finish()
     }
 }
 
@@ -44,7 +48,8 @@ impl<T> NamedMap<T> {
     }
 
     pub fn insert(&mut self, name: impl Into<String>, value: T) {
-        self.entries.push((Spanned::bare(name.into()), Spanned::bare(value)));
+        self.entries
+            .push((Spanned::bare(name.into()), Spanned::bare(value)));
     }
 
     pub fn push(&mut self, name: Spanned<String>, value: Spanned<T>) {

@@ -31,7 +31,8 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
 
     let machines = plan.machines.len();
     let groups = plan.boot_order.len();
-    let mut graph: DiGraph<(), Option<Why>, u32> = DiGraph::with_capacity(machines + groups, machines * 2);
+    let mut graph: DiGraph<(), Option<Why>, u32> =
+        DiGraph::with_capacity(machines + groups, machines * 2);
     for _ in 0..machines + groups {
         graph.add_node(());
     }
@@ -41,29 +42,45 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
     for (m, (name, machine)) in plan.machines.iter().enumerate() {
         for dep in &machine.depends_on {
             if let Some(d) = index.machine(&dep.value) {
-                let why = Why { span: dep.span, message: format!("`{}` depends on `{}`", name.value, dep.value) };
+                let why = Why {
+                    span: dep.span,
+                    message: format!("`{}` depends on `{}`", name.value, dep.value),
+                };
                 graph.add_edge(machine_node(d), machine_node(m), Some(why));
             }
         }
     }
     for (g, group) in plan.boot_order.iter().enumerate() {
         for member in &group.machines.value {
-            let Some(m) = index.machine(&member.value) else { continue };
+            let Some(m) = index.machine(&member.value) else {
+                continue;
+            };
             if first_group.get(&m) != Some(&g) {
                 continue;
             }
-            let why = |message: String| Some(Why { span: member.span, message });
+            let why = |message: String| {
+                Some(Why {
+                    span: member.span,
+                    message,
+                })
+            };
             graph.add_edge(
                 machine_node(m),
                 barrier(g),
-                why(format!("`{}` is in boot group `{}`", member.value, group.name.value)),
+                why(format!(
+                    "`{}` is in boot group `{}`",
+                    member.value, group.name.value
+                )),
             );
             if g > 0 {
                 let previous = &plan.boot_order.value[g - 1].name.value;
                 graph.add_edge(
                     barrier(g - 1),
                     machine_node(m),
-                    why(format!("`{}` starts after boot group `{previous}`", member.value)),
+                    why(format!(
+                        "`{}` starts after boot group `{previous}`",
+                        member.value
+                    )),
                 );
             }
         }
@@ -73,18 +90,29 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
     }
 
     for component in tarjan_scc(&graph) {
-        let is_cycle = component.len() > 1
-            || graph.find_edge(component[0], component[0]).is_some();
+        let is_cycle = component.len() > 1 || graph.find_edge(component[0], component[0]).is_some();
         if is_cycle {
             out.push(cycle(plan, &graph, &component, machines));
         }
     }
 }
 
-fn cycle(plan: &Plan, graph: &DiGraph<(), Option<Why>, u32>, component: &[NodeIndex], machines: usize) -> Diagnostic {
-    let mut members: Vec<usize> = component.iter().map(|n| n.index()).filter(|&i| i < machines).collect();
+fn cycle(
+    plan: &Plan,
+    graph: &DiGraph<(), Option<Why>, u32>,
+    component: &[NodeIndex],
+    machines: usize,
+) -> Diagnostic {
+    let mut members: Vec<usize> = component
+        .iter()
+        .map(|n| n.index())
+        .filter(|&i| i < machines)
+        .collect();
     members.sort_unstable();
-    let names: Vec<&str> = members.iter().map(|&m| plan.machines.get_index(m).0.value.as_str()).collect();
+    let names: Vec<&str> = members
+        .iter()
+        .map(|&m| plan.machines.get_index(m).0.value.as_str())
+        .collect();
     let mut boot_groups: Vec<&str> = component
         .iter()
         .map(|n| n.index())
@@ -110,7 +138,10 @@ fn cycle(plan: &Plan, graph: &DiGraph<(), Option<Why>, u32>, component: &[NodeIn
     };
     let message = match names.as_slice() {
         [one] => format!("machine `{one}` depends on itself"),
-        _ => format!("the failback order has a cycle: {} wait for each other{through}", join_names(&names)),
+        _ => format!(
+            "the failback order has a cycle: {} wait for each other{through}",
+            join_names(&names)
+        ),
     };
     let mut diagnostic = Diagnostic::error(codes::BOOT_ORDER_CYCLE, message);
     for why in labels {
@@ -122,11 +153,17 @@ fn cycle(plan: &Plan, graph: &DiGraph<(), Option<Why>, u32>, component: &[NodeIn
 }
 
 /// Reports machines in several boot groups; returns each machine's first boot group.
-fn multiple_boot_groups(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic>) -> HashMap<usize, usize> {
+fn multiple_boot_groups(
+    plan: &Plan,
+    index: &PlanIndex<'_>,
+    out: &mut Vec<Diagnostic>,
+) -> HashMap<usize, usize> {
     let mut first: HashMap<usize, (usize, Span)> = HashMap::new();
     for (g, group) in plan.boot_order.iter().enumerate() {
         for member in &group.machines.value {
-            let Some(m) = index.machine(&member.value) else { continue };
+            let Some(m) = index.machine(&member.value) else {
+                continue;
+            };
             match first.get(&m) {
                 None => {
                     first.insert(m, (g, member.span));

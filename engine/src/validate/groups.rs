@@ -14,7 +14,11 @@ const MAX_MEMBER_LABELS: usize = 8;
 
 /// Checks the groups and returns, for each group, the master target the plan fixes for it:
 /// the group's own `master_target`, or failing that the one its members name.
-pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic>) -> Vec<Option<usize>> {
+pub(super) fn check(
+    plan: &Plan,
+    index: &PlanIndex<'_>,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<Option<usize>> {
     multiple_groups(plan, index, out);
 
     let mut targets = Vec::with_capacity(plan.replication_groups.len());
@@ -33,17 +37,30 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
         if let Some(&first) = members.first() {
             let (first_name, first_machine) = machine(first);
             let os = first_machine.os.value;
-            let differing: Vec<usize> = members.iter().copied().filter(|&m| machine(m).1.os.value != os).collect();
+            let differing: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&m| machine(m).1.os.value != os)
+                .collect();
             if !differing.is_empty() {
                 let mut diagnostic = Diagnostic::error(
                     codes::GROUP_MIXED_OS,
-                    format!("replication group `{}` mixes linux and windows machines", group_name.value),
+                    format!(
+                        "replication group `{}` mixes linux and windows machines",
+                        group_name.value
+                    ),
                 )
                 .with_label(group_name.span, "members of this group must share one OS")
-                .with_label(first_machine.os.span, format!("`{}` runs {os}", first_name.value));
+                .with_label(
+                    first_machine.os.span,
+                    format!("`{}` runs {os}", first_name.value),
+                );
                 for &m in differing.iter().take(MAX_MEMBER_LABELS) {
                     let (name, member) = machine(m);
-                    diagnostic = diagnostic.with_label(member.os.span, format!("`{}` runs {}", name.value, member.os.value));
+                    diagnostic = diagnostic.with_label(
+                        member.os.span,
+                        format!("`{}` runs {}", name.value, member.os.value),
+                    );
                 }
                 out.push(diagnostic.with_help(format!(
                     "multi-VM consistency needs one OS per group (and a master target of that OS); move the {} machines into a group of their own",
@@ -53,14 +70,20 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
         }
 
         // The target the plan fixes: the group's own, else the first one a member names.
-        let mut fixed: Option<(usize, Span, String)> = group
-            .master_target
-            .as_ref()
-            .and_then(|mt| index.master_target(&mt.value).map(|i| (i, mt.span, mt.value.clone())));
+        let mut fixed: Option<(usize, Span, String)> =
+            group.master_target.as_ref().and_then(|mt| {
+                index
+                    .master_target(&mt.value)
+                    .map(|i| (i, mt.span, mt.value.clone()))
+            });
         for &m in &members {
             let (name, member) = machine(m);
-            let Some(own) = &member.master_target else { continue };
-            let Some(own_index) = index.master_target(&own.value) else { continue };
+            let Some(own) = &member.master_target else {
+                continue;
+            };
+            let Some(own_index) = index.master_target(&own.value) else {
+                continue;
+            };
             match &fixed {
                 None => fixed = Some((own_index, own.span, own.value.clone())),
                 Some((fixed_index, fixed_span, fixed_name)) if *fixed_index != own_index => out.push(
@@ -84,7 +107,11 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
 
         if let Some((mt, span, mt_name)) = &fixed {
             let target_os = plan.master_targets.get_index(*mt).1.os.value;
-            let wrong: Vec<usize> = members.iter().copied().filter(|&m| machine(m).1.os.value != target_os).collect();
+            let wrong: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&m| machine(m).1.os.value != target_os)
+                .collect();
             if let Some(&first_wrong) = wrong.first() {
                 let (name, member) = machine(first_wrong);
                 out.push(
@@ -112,8 +139,12 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
         if index.group_of[m].is_some() {
             continue;
         }
-        let Some(own) = &machine.master_target else { continue };
-        let Some(mt) = index.master_target(&own.value) else { continue };
+        let Some(own) = &machine.master_target else {
+            continue;
+        };
+        let Some(mt) = index.master_target(&own.value) else {
+            continue;
+        };
         let target_os = plan.master_targets.get_index(mt).1.os.value;
         if target_os != machine.os.value {
             out.push(
@@ -125,7 +156,10 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
                     ),
                 )
                 .with_label(own.span, format!("`{}` runs {target_os}", own.value))
-                .with_label(machine.os.span, format!("`{}` runs {}", name.value, machine.os.value))
+                .with_label(
+                    machine.os.span,
+                    format!("`{}` runs {}", name.value, machine.os.value),
+                )
                 .with_help(format!(
                     "a {os} machine needs a {os} master target; choose one with `os: {os}`",
                     os = machine.os.value
@@ -140,7 +174,9 @@ fn multiple_groups(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic>
     let mut first: HashMap<usize, (usize, Span)> = HashMap::new();
     for (g, (group_name, group)) in plan.replication_groups.iter().enumerate() {
         for member in &group.machines.value {
-            let Some(m) = index.machine(&member.value) else { continue };
+            let Some(m) = index.machine(&member.value) else {
+                continue;
+            };
             match first.get(&m) {
                 None => {
                     first.insert(m, (g, member.span));

@@ -81,7 +81,10 @@ pub fn validate(plan: &Plan) -> Validation {
     boot_order::check(plan, &index, &mut diagnostics);
     window::check(plan, &mut diagnostics);
     diagnostic::sort(&mut diagnostics);
-    Validation { assignment, diagnostics }
+    Validation {
+        assignment,
+        diagnostics,
+    }
 }
 
 /// `a`, `a` and `b`, `a`, `b` and `c`: names in backticks, joined for a sentence.

@@ -16,14 +16,21 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
                 format!("unsupported plan format version `{}`", plan.version.value),
             )
             .with_label(plan.version.span, "unsupported version")
-            .with_help(format!("this lifeboat reads plan format version {FORMAT_VERSION}")),
+            .with_help(format!(
+                "this lifeboat reads plan format version {FORMAT_VERSION}"
+            )),
         );
     }
 
     duplicate_keys(&plan.machines, "machine", out);
     duplicate_keys(&plan.master_targets, "master target", out);
     duplicate_keys(&plan.replication_groups, "replication group", out);
-    duplicate_entries(plan.boot_order.iter().map(|g| &g.name), "boot group", "boot order", out);
+    duplicate_entries(
+        plan.boot_order.iter().map(|g| &g.name),
+        "boot group",
+        "boot order",
+        out,
+    );
 
     let machine_names = || plan.machines.names();
     let target_names = || plan.master_targets.names();
@@ -75,15 +82,22 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
 }
 
 /// A reference to a name that no entry defines, with the closest defined name as a hint.
-fn unknown<'a>(reference: &Spanned<String>, kind: &str, defined: impl Iterator<Item = &'a str>) -> Diagnostic {
+fn unknown<'a>(
+    reference: &Spanned<String>,
+    kind: &str,
+    defined: impl Iterator<Item = &'a str>,
+) -> Diagnostic {
     let name = &reference.value;
     let help = match did_you_mean(name, defined) {
         Some(suggestion) => format!("did you mean `{suggestion}`?"),
         None => format!("define {kind} `{name}` or remove the reference"),
     };
-    Diagnostic::error(codes::PLAN_UNKNOWN_REFERENCE, format!("unknown {kind} `{name}`"))
-        .with_label(reference.span, format!("no {kind} is named `{name}`"))
-        .with_help(help)
+    Diagnostic::error(
+        codes::PLAN_UNKNOWN_REFERENCE,
+        format!("unknown {kind} `{name}`"),
+    )
+    .with_label(reference.span, format!("no {kind} is named `{name}`"))
+    .with_help(help)
 }
 
 fn duplicate_keys<T>(map: &NamedMap<T>, kind: &str, out: &mut Vec<Diagnostic>) {
@@ -91,10 +105,16 @@ fn duplicate_keys<T>(map: &NamedMap<T>, kind: &str, out: &mut Vec<Diagnostic>) {
     for (name, _) in map.iter() {
         if let Some(original) = first.get(name.value.as_str()) {
             out.push(
-                Diagnostic::error(codes::PLAN_DUPLICATE, format!("{kind} `{}` is defined twice", name.value))
-                    .with_label(name.span, "defined again here")
-                    .with_label(original.span, "first defined here")
-                    .with_help(format!("rename or remove one of the two definitions of `{}`", name.value)),
+                Diagnostic::error(
+                    codes::PLAN_DUPLICATE,
+                    format!("{kind} `{}` is defined twice", name.value),
+                )
+                .with_label(name.span, "defined again here")
+                .with_label(original.span, "first defined here")
+                .with_help(format!(
+                    "rename or remove one of the two definitions of `{}`",
+                    name.value
+                )),
             );
         } else {
             first.insert(&name.value, name);

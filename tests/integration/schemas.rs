@@ -1,0 +1,63 @@
+//! The committed JSON Schemas are generated from the types; these tests fail when a committed
+//! copy is stale, and check that real plans conform to the schema editors will use.
+
+use crate::util::{lifeboat, repo_root};
+
+fn committed(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("schemas").join(name))
+        .expect("committed schema exists")
+}
+
+#[test]
+fn plan_schema_is_up_to_date() {
+    let output = lifeboat().args(["schema", "plan"]).output().expect("runs");
+    assert!(output.status.success());
+    let generated = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(
+        generated == committed("plan.schema.json"),
+        "schemas/plan.schema.json is stale: run `cargo run -- schema plan > schemas/plan.schema.json`"
+    );
+}
+
+fn plan_validator() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(&committed("plan.schema.json")).expect("schema is JSON");
+    jsonschema::validator_for(&schema).expect("the plan schema is a valid JSON Schema")
+}
+
+fn as_json(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("readable");
+    serde_saphyr::from_str(&text).expect("fixture is YAML")
+}
+
+#[test]
+fn valid_plans_conform_to_the_schema() {
+    let validator = plan_validator();
+    let mut plans = crate::util::fixtures("validate/valid");
+    plans.push(repo_root().join("examples/avs-failback/lifeboat.yaml"));
+    for path in plans {
+        let errors: Vec<String> = validator
+            .iter_errors(&as_json(&path))
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    }
+}
+
+#[test]
+fn the_schema_rejects_unknown_keys_and_values() {
+    let validator = plan_validator();
+    for fixture in [
+        "plan-schema-unknown-key.yaml",
+        "plan-schema-unknown-variant.yaml",
+        "plan-schema-two-providers.yaml",
+    ] {
+        let path = repo_root()
+            .join("tests/fixtures/validate/invalid")
+            .join(fixture);
+        assert!(
+            !validator.is_valid(&as_json(&path)),
+            "{fixture} passes the schema"
+        );
+    }
+}

@@ -10,10 +10,13 @@
 //! 3. it must have room: at most 60 disks per master target (ASR's limit);
 //! 4. of those, the least loaded wins, ties by name.
 //!
-//! The cost is O(units × master targets): linear in machines for a fixed fleet of targets.
+//! The cost is O(units × (classes + log targets)), where a class is a set of interchangeable
+//! targets (same OS, same datastores): linear in machines, see [`TargetClasses`].
 //!
 //! The same pass reports `group::no-master-target`, `master-target::disk-limit` and
 //! `master-target::datastore`, because all three are about the assignment's outcome.
+
+use std::collections::{BTreeSet, HashMap};
 
 use crate::diagnostic::{Diagnostic, codes};
 use crate::model::{Os, Plan};
@@ -131,6 +134,7 @@ pub(crate) fn assign(
         )
     });
 
+    let mut classes = TargetClasses::new(plan, &assignment.disks);
     for unit in &auto {
         let unit_members: &[usize] = match unit {
             Unit::Group(g) => &members[*g],
@@ -148,7 +152,7 @@ pub(crate) fn assign(
         datastores.sort_unstable();
         datastores.dedup();
 
-        match choose(plan, &assignment.disks, os, &datastores, need) {
+        match classes.choose(os, &datastores, need) {
             Ok(mt) => {
                 assignment.disks[mt] += need;
                 for &m in unit_members {
@@ -179,46 +183,82 @@ enum NoTarget {
     AllFull,
 }
 
-fn choose(
-    plan: &Plan,
-    disks: &[usize],
+/// Master targets grouped by what makes them interchangeable: OS and the datastores they see.
+///
+/// Within a class the least loaded target (ties by name) is the only one worth considering:
+/// if it lacks room, so does every other member. Each class keeps its targets ordered by
+/// `(disks, name)`, so a choice costs O(classes + log targets) instead of a scan of all
+/// targets; real fleets have a handful of classes however many targets they run.
+struct TargetClasses<'p> {
+    classes: Vec<TargetClass<'p>>,
+}
+
+struct TargetClass<'p> {
     os: Os,
-    datastores: &[&str],
-    need: usize,
-) -> Result<usize, NoTarget> {
-    if need > MAX_DISKS_PER_MASTER_TARGET {
-        return Err(NoTarget::TooManyDisks);
+    datastores: Vec<&'p str>,
+    by_load: BTreeSet<(usize, &'p str, usize)>,
+}
+
+impl<'p> TargetClasses<'p> {
+    fn new(plan: &'p Plan, disks: &[usize]) -> Self {
+        let mut index: HashMap<(Os, Vec<&'p str>), usize> = HashMap::new();
+        let mut classes: Vec<TargetClass<'p>> = Vec::new();
+        for (mt, (name, target)) in plan.master_targets.iter().enumerate() {
+            let mut datastores: Vec<&str> =
+                target.datastores.iter().map(|d| d.value.as_str()).collect();
+            datastores.sort_unstable();
+            datastores.dedup();
+            let key = (target.os.value, datastores.clone());
+            let class = *index.entry(key).or_insert_with(|| {
+                classes.push(TargetClass {
+                    os: target.os.value,
+                    datastores,
+                    by_load: BTreeSet::new(),
+                });
+                classes.len() - 1
+            });
+            classes[class]
+                .by_load
+                .insert((disks[mt], name.value.as_str(), mt));
+        }
+        Self { classes }
     }
-    let same_os: Vec<usize> = plan
-        .master_targets
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, t))| t.os.value == os)
-        .map(|(i, _)| i)
-        .collect();
-    if same_os.is_empty() {
-        return Err(NoTarget::NoneWithOs);
-    }
-    let sees_all = |mt: &usize| {
-        let target = &plan.master_targets.get_index(*mt).1.value;
-        datastores
+
+    /// Picks the target for a unit and books its disks there.
+    fn choose(&mut self, os: Os, datastores: &[&str], need: usize) -> Result<usize, NoTarget> {
+        if need > MAX_DISKS_PER_MASTER_TARGET {
+            return Err(NoTarget::TooManyDisks);
+        }
+        let same_os: Vec<usize> = (0..self.classes.len())
+            .filter(|&c| self.classes[c].os == os)
+            .collect();
+        if same_os.is_empty() {
+            return Err(NoTarget::NoneWithOs);
+        }
+        // Prefer targets that see the machines' datastores; if none does, still place the unit
+        // so that `master-target::datastore` can say exactly which datastore is missing where.
+        let seeing: Vec<usize> = same_os
             .iter()
-            .all(|ds| target.datastores.iter().any(|d| d.value == *ds))
-    };
-    // Prefer targets that see the machines' datastores; if none does, still place the unit so
-    // that `master-target::datastore` can say exactly which datastore is missing where.
-    let seeing: Vec<usize> = same_os.iter().copied().filter(sees_all).collect();
-    let candidates = if seeing.is_empty() { same_os } else { seeing };
-    candidates
-        .into_iter()
-        .filter(|&mt| disks[mt] + need <= MAX_DISKS_PER_MASTER_TARGET)
-        .min_by_key(|&mt| {
-            (
-                disks[mt],
-                plan.master_targets.get_index(mt).0.value.as_str(),
-            )
-        })
-        .ok_or(NoTarget::AllFull)
+            .copied()
+            .filter(|&c| {
+                datastores
+                    .iter()
+                    .all(|ds| self.classes[c].datastores.binary_search(ds).is_ok())
+            })
+            .collect();
+        let candidates = if seeing.is_empty() { same_os } else { seeing };
+        let (class, entry) = candidates
+            .into_iter()
+            .filter_map(|c| self.classes[c].by_load.first().map(|&entry| (c, entry)))
+            .filter(|&(_, (load, _, _))| load + need <= MAX_DISKS_PER_MASTER_TARGET)
+            .min_by_key(|&(_, (load, name, _))| (load, name))
+            .ok_or(NoTarget::AllFull)?;
+        let (load, name, mt) = entry;
+        let by_load = &mut self.classes[class].by_load;
+        by_load.remove(&entry);
+        by_load.insert((load + need, name, mt));
+        Ok(mt)
+    }
 }
 
 fn no_master_target(
@@ -326,5 +366,70 @@ fn datastore_check(plan: &Plan, assignment: &Assignment, out: &mut Vec<Diagnosti
             "the machine's disks are recovered through the master target's ESXi host; add `{ds}` to `master_targets.{}.datastores` if that host mounts it{alternative}",
             target_name.value
         )));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{SourceFile, load, validate};
+
+    fn targets(yaml: &str) -> Vec<(String, Option<String>, bool)> {
+        let file = SourceFile::new("t.yaml", "t.yaml", yaml.to_string());
+        let plan = load::load_plan(&file).expect("loads");
+        let validation = validate::validate(&plan);
+        assert!(
+            validation.diagnostics.is_empty(),
+            "{:?}",
+            validation.diagnostics
+        );
+        plan.machines
+            .iter()
+            .enumerate()
+            .map(|(m, (name, _))| {
+                let target = validation
+                    .assignment
+                    .target_name(&plan, m)
+                    .map(str::to_string);
+                (name.value.clone(), target, validation.assignment.chosen[m])
+            })
+            .collect()
+    }
+
+    const HEAD: &str = "version: 1\nname: t\nprovider: {sim: {world: w}}\nsite: {vcenter: v, configuration_server: c, process_server: p}\nmaster_targets:\n  mt-b: {os: linux, esxi_host: e, retention_drive: /r, datastores: [ds]}\n  mt-a: {os: linux, esxi_host: e, retention_drive: /r, datastores: [ds]}\n  mt-w: {os: windows, esxi_host: e, retention_drive: 'R:', datastores: [ds]}\n";
+
+    #[test]
+    fn least_loaded_wins_and_ties_go_by_name() {
+        let yaml = format!(
+            "{HEAD}machines:\n  c: {{os: linux, datastore: ds}}\n  a: {{os: linux, datastore: ds, disks_gib: [1,2,3,4,5,6,7,8,9,10]}}\n  b: {{os: linux, datastore: ds, disks_gib: [1,2,3,4,5]}}\n  w: {{os: windows, datastore: ds}}\n"
+        );
+        // Name order: `a` first (tie at 0 → `mt-a`), then `b` (mt-b is empty), then `c`
+        // (mt-b has 5 disks, mt-a 10).
+        assert_eq!(
+            targets(&yaml),
+            [
+                ("c".to_string(), Some("mt-b".to_string()), true),
+                ("a".to_string(), Some("mt-a".to_string()), true),
+                ("b".to_string(), Some("mt-b".to_string()), true),
+                ("w".to_string(), Some("mt-w".to_string()), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn named_targets_count_before_lifeboat_chooses() {
+        let yaml = format!(
+            "{HEAD}machines:\n  a: {{os: linux, datastore: ds, master_target: mt-a, disks_gib: [1,2]}}\n  b: {{os: linux, datastore: ds}}\n  g1: {{os: linux, datastore: ds}}\n  g2: {{os: linux, datastore: ds, master_target: mt-b}}\nreplication_groups:\n  g: {{machines: [g1, g2]}}\n"
+        );
+        // `g` takes `mt-b` from its member; `a` is on `mt-a` with 2 disks; `mt-b` has 2 too,
+        // so `b` ties and goes to `mt-a` by name.
+        assert_eq!(
+            targets(&yaml),
+            [
+                ("a".to_string(), Some("mt-a".to_string()), false),
+                ("b".to_string(), Some("mt-a".to_string()), true),
+                ("g1".to_string(), Some("mt-b".to_string()), false),
+                ("g2".to_string(), Some("mt-b".to_string()), false),
+            ]
+        );
     }
 }

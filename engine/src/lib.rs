@@ -8,6 +8,8 @@ pub mod assign;
 pub mod diagnostic;
 pub mod load;
 pub mod model;
+pub mod preflight;
+pub mod provider;
 pub mod schema;
 pub mod source;
 pub mod span;

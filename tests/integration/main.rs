@@ -1,1 +1,3 @@
 
+mod preflight;
+mod sim_world;

@@ -193,7 +193,7 @@ pub fn preflight(plan: &Plan, assignment: &Assignment, facts: &Facts, now: Times
         if p.reprotect {
             check.agent(&mut out, &mut unchecked);
             check.datastore(plan, assignment, facts, m, &mut out, &mut unchecked);
-            check.name_clash(plan, facts, &mut out, &mut unchecked);
+            check.name_clash(facts, &mut out, &mut unchecked);
             if machine.recovery() == Recovery::Alternate {
                 let gib = machine_facts.disks_gib.as_ref().map_or(machine.disk_total_gib(), |d| d.iter().sum());
                 capacity.entry(machine.datastore.value.as_str()).or_default().add(gib, machine.datastore.span);
@@ -209,7 +209,7 @@ pub fn preflight(plan: &Plan, assignment: &Assignment, facts: &Facts, now: Times
         }
     }
 
-    datastore_capacity(plan, facts, &capacity, &mut out, &mut unchecked);
+    datastore_capacity(facts, &capacity, &mut out, &mut unchecked);
     esxi_memory(facts, &memory, &mut out, &mut unchecked);
     if any_failback || any_commit {
         maintenance_window(plan, &pending, now, &mut out);
@@ -780,7 +780,7 @@ impl MachineCheck<'_> {
         }
     }
 
-    fn name_clash(&self, plan: &Plan, facts: &Facts, out: &mut Vec<Diagnostic>, unchecked: &mut Unchecked) {
+    fn name_clash(&self, facts: &Facts, out: &mut Vec<Diagnostic>, unchecked: &mut Unchecked) {
         if self.machine.recovery() != Recovery::Alternate {
             return;
         }
@@ -796,7 +796,6 @@ impl MachineCheck<'_> {
             None if !original_here => unchecked.note(codes::PREFLIGHT_NAME_CLASH, "VM names on the master target's host", span),
             Some(false) if !original_here => {}
             _ => {
-                let _ = plan;
                 out.push(
                     Diagnostic::error(
                         codes::PREFLIGHT_NAME_CLASH,
@@ -814,13 +813,11 @@ impl MachineCheck<'_> {
 }
 
 fn datastore_capacity(
-    plan: &Plan,
     facts: &Facts,
     demand: &HashMap<&str, HostDemand>,
     out: &mut Vec<Diagnostic>,
     unchecked: &mut Unchecked,
 ) {
-    let _ = plan;
     let mut names: Vec<&&str> = demand.keys().collect();
     names.sort_unstable();
     for name in names {

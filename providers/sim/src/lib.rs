@@ -95,7 +95,7 @@ fn settle(world: &mut World, now: Timestamp) {
     }
     let (mut done, running): (Vec<_>, Vec<_>) = world.running.drain(..).partition(|op| op.ends_at <= now);
     world.running = running;
-    done.sort_by(|a, b| a.ends_at.cmp(&b.ends_at));
+    done.sort_by_key(|op| op.ends_at);
     for op in done {
         let result = rules::complete(world, &op);
         let (event, code, message) = match result {

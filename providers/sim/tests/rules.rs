@@ -180,7 +180,8 @@ fn datastore_not_mounted_read_write_is_8061() {
 
 #[test]
 fn every_case_of_rule_8_is_unsupported() {
-    let cases: Vec<Box<dyn FnOnce(&mut World)>> = vec![
+    type Edit = Box<dyn FnOnce(&mut World)>;
+    let cases: Vec<Edit> = vec![
         Box::new(|w| w.machines.get_mut("web-01").expect("exists").azure_replica = AzureReplica::Deleted),
         Box::new(|w| w.machines.get_mut("web-01").expect("exists").azure_replica = AzureReplica::Unprotected),
         Box::new(|w| w.machines.get_mut("web-01").expect("exists").azure_replica = AzureReplica::Moved),

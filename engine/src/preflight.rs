@@ -20,8 +20,8 @@ use crate::assign::{Assignment, MAX_DISKS_PER_MASTER_TARGET};
 use crate::diagnostic::{Diagnostic, codes};
 use crate::model::{Machine, Plan, Recovery, Timestamp};
 use crate::provider::facts::{
-    AccountAccess, AzureReplica, DatastoreAccess, DatastoreType, Facts, HypervisorEdition, MachineFacts,
-    SourceKind, Stage,
+    AccountAccess, AzureReplica, DatastoreAccess, DatastoreType, Facts, HypervisorEdition,
+    MachineFacts, SourceKind, Stage,
 };
 use crate::provider::{OperationKind, RefreshRequest, ReprotectSettings};
 use crate::span::{Span, Spanned};
@@ -31,7 +31,11 @@ const MAX_LABELS: usize = 6;
 
 /// The names the engine needs facts about for this plan.
 pub fn refresh_request(plan: &Plan) -> RefreshRequest {
-    let mut esxi_hosts: Vec<String> = plan.master_targets.iter().map(|(_, t)| t.esxi_host.value.clone()).collect();
+    let mut esxi_hosts: Vec<String> = plan
+        .master_targets
+        .iter()
+        .map(|(_, t)| t.esxi_host.value.clone())
+        .collect();
     esxi_hosts.sort_unstable();
     esxi_hosts.dedup();
     let mut datastores: Vec<String> = plan
@@ -54,7 +58,11 @@ pub fn refresh_request(plan: &Plan) -> RefreshRequest {
 }
 
 /// The reprotect settings the plan asks for machine `m`, once it has a master target.
-pub fn reprotect_settings(plan: &Plan, assignment: &Assignment, m: usize) -> Option<ReprotectSettings> {
+pub fn reprotect_settings(
+    plan: &Plan,
+    assignment: &Assignment,
+    m: usize,
+) -> Option<ReprotectSettings> {
     let mt = assignment.machine_target.get(m).copied().flatten()?;
     let (mt_name, target) = plan.master_targets.get_index(mt);
     let machine = plan.machines.get_index(m).1;
@@ -110,10 +118,16 @@ impl Unchecked {
 
     fn into_diagnostics(self, out: &mut Vec<Diagnostic>) {
         for ((code, fact), (count, spans)) in self.by_check {
-            let entries = if count == 1 { "1 entry".to_string() } else { format!("{count} entries") };
-            let mut diagnostic =
-                Diagnostic::warning(code, format!("{fact} not checked for {entries}: the provider cannot observe it"))
-                    .with_help(format!("check {fact} at the site by hand before `apply`"));
+            let entries = if count == 1 {
+                "1 entry".to_string()
+            } else {
+                format!("{count} entries")
+            };
+            let mut diagnostic = Diagnostic::warning(
+                code,
+                format!("{fact} not checked for {entries}: the provider cannot observe it"),
+            )
+            .with_help(format!("check {fact} at the site by hand before `apply`"));
             for span in spans {
                 diagnostic = diagnostic.with_label(span, "not checked");
             }
@@ -126,7 +140,12 @@ impl Unchecked {
 ///
 /// `now` decides whether failback and commit fall inside the maintenance window. The
 /// diagnostics come back sorted by their position in the plan file.
-pub fn preflight(plan: &Plan, assignment: &Assignment, facts: &Facts, now: Timestamp) -> Vec<Diagnostic> {
+pub fn preflight(
+    plan: &Plan,
+    assignment: &Assignment,
+    facts: &Facts,
+    now: Timestamp,
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut unchecked = Unchecked::default();
     let goal = Stage::from_goal(plan.goal());
@@ -134,7 +153,12 @@ pub fn preflight(plan: &Plan, assignment: &Assignment, facts: &Facts, now: Times
     let pending: Vec<Option<Pending>> = plan
         .machines
         .iter()
-        .map(|(name, _)| facts.machines.get(name.value.as_str()).map(|f| Pending::new(f.stage, goal)))
+        .map(|(name, _)| {
+            facts
+                .machines
+                .get(name.value.as_str())
+                .map(|f| Pending::new(f.stage, goal))
+        })
         .collect();
     let any = |pick: fn(Pending) -> bool| pending.iter().flatten().any(|p| pick(*p));
     let any_reprotect = any(|p| p.reprotect);
@@ -181,7 +205,12 @@ pub fn preflight(plan: &Plan, assignment: &Assignment, facts: &Facts, now: Times
             continue;
         }
         let host = machine_host(plan, assignment, facts, m);
-        let check = MachineCheck { name, machine, facts: machine_facts, host };
+        let check = MachineCheck {
+            name,
+            machine,
+            facts: machine_facts,
+            host,
+        };
 
         if p.reprotect || p.failback || p.reprotect_home {
             check.in_configuration_server(&mut out, &mut unchecked);
@@ -195,16 +224,29 @@ pub fn preflight(plan: &Plan, assignment: &Assignment, facts: &Facts, now: Times
             check.datastore(plan, assignment, facts, m, &mut out, &mut unchecked);
             check.name_clash(facts, &mut out, &mut unchecked);
             if machine.recovery() == Recovery::Alternate {
-                let gib = machine_facts.disks_gib.as_ref().map_or(machine.disk_total_gib(), |d| d.iter().sum());
-                capacity.entry(machine.datastore.value.as_str()).or_default().add(gib, machine.datastore.span);
+                let gib = machine_facts
+                    .disks_gib
+                    .as_ref()
+                    .map_or(machine.disk_total_gib(), |d| d.iter().sum());
+                capacity
+                    .entry(machine.datastore.value.as_str())
+                    .or_default()
+                    .add(gib, machine.datastore.span);
             } else {
-                capacity.entry(machine.datastore.value.as_str()).or_default().add(0, machine.datastore.span);
+                capacity
+                    .entry(machine.datastore.value.as_str())
+                    .or_default()
+                    .add(0, machine.datastore.span);
             }
         }
         if p.failback {
             match (failback_host(&check, machine), machine_facts.memory_gib) {
                 (Some(host), Some(gib)) => memory.entry(host).or_default().add(gib, name.span),
-                _ => unchecked.note(codes::PREFLIGHT_ESXI_MEMORY, "ESXi memory at failback", name.span),
+                _ => unchecked.note(
+                    codes::PREFLIGHT_ESXI_MEMORY,
+                    "ESXi memory at failback",
+                    name.span,
+                ),
             }
         }
     }
@@ -222,10 +264,18 @@ pub fn preflight(plan: &Plan, assignment: &Assignment, facts: &Facts, now: Times
 
 /// The ESXi host a machine's reprotect goes through: its master target's, as the site reports
 /// it, or as the plan says when the site does not.
-fn machine_host<'a>(plan: &'a Plan, assignment: &Assignment, facts: &'a Facts, m: usize) -> Option<&'a str> {
+fn machine_host<'a>(
+    plan: &'a Plan,
+    assignment: &Assignment,
+    facts: &'a Facts,
+    m: usize,
+) -> Option<&'a str> {
     let mt = assignment.machine_target[m]?;
     let (mt_name, target) = plan.master_targets.get_index(mt);
-    let observed = facts.master_targets.get(mt_name.value.as_str()).and_then(|f| f.esxi_host.as_deref());
+    let observed = facts
+        .master_targets
+        .get(mt_name.value.as_str())
+        .and_then(|f| f.esxi_host.as_deref());
     Some(observed.unwrap_or(target.esxi_host.value.as_str()))
 }
 
@@ -264,7 +314,12 @@ impl HostDemand {
     }
 }
 
-fn configuration_server(plan: &Plan, facts: &Facts, out: &mut Vec<Diagnostic>, unchecked: &mut Unchecked) {
+fn configuration_server(
+    plan: &Plan,
+    facts: &Facts,
+    out: &mut Vec<Diagnostic>,
+    unchecked: &mut Unchecked,
+) {
     let name = &plan.site.configuration_server;
     match &facts.configuration_server {
         None => out.push(
@@ -293,7 +348,12 @@ fn configuration_server(plan: &Plan, facts: &Facts, out: &mut Vec<Diagnostic>, u
     }
 }
 
-fn process_server(plan: &Plan, facts: &Facts, out: &mut Vec<Diagnostic>, unchecked: &mut Unchecked) {
+fn process_server(
+    plan: &Plan,
+    facts: &Facts,
+    out: &mut Vec<Diagnostic>,
+    unchecked: &mut Unchecked,
+) {
     let name = &plan.site.process_server;
     match &facts.process_server {
         None => out.push(
@@ -316,7 +376,13 @@ fn process_server(plan: &Plan, facts: &Facts, out: &mut Vec<Diagnostic>, uncheck
     }
 }
 
-fn vcenter(plan: &Plan, facts: &Facts, reprotect: bool, out: &mut Vec<Diagnostic>, unchecked: &mut Unchecked) {
+fn vcenter(
+    plan: &Plan,
+    facts: &Facts,
+    reprotect: bool,
+    out: &mut Vec<Diagnostic>,
+    unchecked: &mut Unchecked,
+) {
     let name = &plan.site.vcenter;
     let Some(vc) = &facts.vcenter else {
         out.push(
@@ -420,18 +486,31 @@ fn master_targets(
         };
         match observed.healthy {
             Some(false) => out.push(
-                Diagnostic::error(codes::PREFLIGHT_MASTER_TARGET, format!("master target `{}` is unhealthy", name.value))
-                    .with_label(name.span, "unhealthy")
-                    .with_help(format!("resolve the health errors of `{}` in the vault before reprotecting", name.value)),
+                Diagnostic::error(
+                    codes::PREFLIGHT_MASTER_TARGET,
+                    format!("master target `{}` is unhealthy", name.value),
+                )
+                .with_label(name.span, "unhealthy")
+                .with_help(format!(
+                    "resolve the health errors of `{}` in the vault before reprotecting",
+                    name.value
+                )),
             ),
-            None => unchecked.note(codes::PREFLIGHT_MASTER_TARGET, "master-target health", name.span),
+            None => unchecked.note(
+                codes::PREFLIGHT_MASTER_TARGET,
+                "master-target health",
+                name.span,
+            ),
             Some(true) => {}
         }
         match observed.os {
             Some(os) if os != target.os.value => out.push(
                 Diagnostic::error(
                     codes::PREFLIGHT_MASTER_TARGET,
-                    format!("master target `{}` runs {os}, the plan says {}", name.value, target.os.value),
+                    format!(
+                        "master target `{}` runs {os}, the plan says {}",
+                        name.value, target.os.value
+                    ),
                 )
                 .with_label(target.os.span, format!("the site reports {os}"))
                 .with_help(format!(
@@ -439,7 +518,11 @@ fn master_targets(
                     target.os.value, target.os.value
                 )),
             ),
-            None => unchecked.note(codes::PREFLIGHT_MASTER_TARGET, "master-target OS", name.span),
+            None => unchecked.note(
+                codes::PREFLIGHT_MASTER_TARGET,
+                "master-target OS",
+                name.span,
+            ),
             Some(_) => {}
         }
         if let Some(host) = &observed.esxi_host
@@ -448,10 +531,16 @@ fn master_targets(
             out.push(
                 Diagnostic::error(
                     codes::PREFLIGHT_MASTER_TARGET,
-                    format!("master target `{}` runs on ESXi host `{host}`, the plan says `{}`", name.value, target.esxi_host.value),
+                    format!(
+                        "master target `{}` runs on ESXi host `{host}`, the plan says `{}`",
+                        name.value, target.esxi_host.value
+                    ),
                 )
                 .with_label(target.esxi_host.span, format!("the site reports `{host}`"))
-                .with_help(format!("set `esxi_host: {host}`, or move the master target VM to `{}`", target.esxi_host.value)),
+                .with_help(format!(
+                    "set `esxi_host: {host}`, or move the master target VM to `{}`",
+                    target.esxi_host.value
+                )),
             );
         }
         match observed.disks_attached {
@@ -472,7 +561,11 @@ fn master_targets(
         match observed.snapshots {
             Some(0) => {}
             Some(n) => {
-                let snapshots = if n == 1 { "1 snapshot".to_string() } else { format!("{n} snapshots") };
+                let snapshots = if n == 1 {
+                    "1 snapshot".to_string()
+                } else {
+                    format!("{n} snapshots")
+                };
                 out.push(
                     Diagnostic::error(
                         codes::PREFLIGHT_MASTER_TARGET_SNAPSHOTS,
@@ -485,7 +578,11 @@ fn master_targets(
                     )),
                 );
             }
-            None => unchecked.note(codes::PREFLIGHT_MASTER_TARGET_SNAPSHOTS, "master-target snapshots", name.span),
+            None => unchecked.note(
+                codes::PREFLIGHT_MASTER_TARGET_SNAPSHOTS,
+                "master-target snapshots",
+                name.span,
+            ),
         }
         match &observed.retention_volumes {
             Some(volumes) if !volumes.iter().any(|v| v == &target.retention_drive.value) => {
@@ -509,7 +606,11 @@ fn master_targets(
                     )),
                 );
             }
-            None => unchecked.note(codes::PREFLIGHT_RETENTION_DRIVE, "the retention drive", target.retention_drive.span),
+            None => unchecked.note(
+                codes::PREFLIGHT_RETENTION_DRIVE,
+                "the retention drive",
+                target.retention_drive.span,
+            ),
             Some(_) => {}
         }
     }
@@ -532,15 +633,23 @@ fn disk_uuids(
 ) {
     let mut owners: HashMap<&str, Owner> = HashMap::new();
     for (mt, (name, _)) in plan.master_targets.iter().enumerate() {
-        if let Some(uuids) = facts.master_targets.get(name.value.as_str()).and_then(|f| f.disk_uuids.as_ref()) {
+        if let Some(uuids) = facts
+            .master_targets
+            .get(name.value.as_str())
+            .and_then(|f| f.disk_uuids.as_ref())
+        {
             for uuid in uuids {
-                owners.entry(uuid.as_str()).or_insert(Owner::MasterTarget(mt));
+                owners
+                    .entry(uuid.as_str())
+                    .or_insert(Owner::MasterTarget(mt));
             }
         }
     }
     let reprotects = |m: usize| pending[m].is_some_and(|p| p.reprotect);
     for (m, (name, _)) in plan.machines.iter().enumerate() {
-        let Some(machine_facts) = facts.machines.get(name.value.as_str()) else { continue };
+        let Some(machine_facts) = facts.machines.get(name.value.as_str()) else {
+            continue;
+        };
         let Some(uuids) = &machine_facts.disk_uuids else {
             if reprotects(m) {
                 unchecked.note(codes::PREFLIGHT_DISK_UUID_CONFLICT, "disk UUIDs", name.span);
@@ -571,15 +680,31 @@ fn disk_uuids(
             Owner::MasterTarget(mt) => {
                 let mt_name = plan.master_targets.get_index(mt).0;
                 let serving = assignment.machine_target[m] == Some(mt);
-                let cause = if serving { " (its own master target)" } else { "" };
-                (format!("master target `{}`{cause}", mt_name.value), mt_name.span, "the master target")
+                let cause = if serving {
+                    " (its own master target)"
+                } else {
+                    ""
+                };
+                (
+                    format!("master target `{}`{cause}", mt_name.value),
+                    mt_name.span,
+                    "the master target",
+                )
             }
             Owner::Machine(o) => {
                 let other = plan.machines.get_index(o).0;
-                (format!("machine `{}`", other.value), other.span, "the other machine")
+                (
+                    format!("machine `{}`", other.value),
+                    other.span,
+                    "the other machine",
+                )
             }
         };
-        let more = if clashes > 1 { format!(" ({clashes} disks clash in all)") } else { String::new() };
+        let more = if clashes > 1 {
+            format!(" ({clashes} disks clash in all)")
+        } else {
+            String::new()
+        };
         out.push(
             Diagnostic::error(
                 codes::PREFLIGHT_DISK_UUID_CONFLICT,
@@ -628,18 +753,36 @@ impl MachineCheck<'_> {
             Some(AzureReplica::Present) => {}
             Some(AzureReplica::Deleted) => reasons.push("its Azure replica was deleted"),
             Some(AzureReplica::Unprotected) => reasons.push("its Azure replica is not protected"),
-            Some(AzureReplica::Moved) => reasons.push("its Azure VM was moved to another resource group"),
-            None => unchecked.note(codes::PREFLIGHT_UNSUPPORTED_FAILBACK, "the Azure replica", self.name.span),
+            Some(AzureReplica::Moved) => {
+                reasons.push("its Azure VM was moved to another resource group")
+            }
+            None => unchecked.note(
+                codes::PREFLIGHT_UNSUPPORTED_FAILBACK,
+                "the Azure replica",
+                self.name.span,
+            ),
         }
         match f.source {
             Some(SourceKind::Vmware) => {}
-            Some(SourceKind::PhysicalWindows2008R2) => reasons.push("it was a physical Windows Server 2008 R2 SP1 server"),
-            Some(SourceKind::HyperV) => reasons.push("it came from Hyper-V, and a failback to VMware is not possible"),
-            None => unchecked.note(codes::PREFLIGHT_UNSUPPORTED_FAILBACK, "the machine's source", self.name.span),
+            Some(SourceKind::PhysicalWindows2008R2) => {
+                reasons.push("it was a physical Windows Server 2008 R2 SP1 server")
+            }
+            Some(SourceKind::HyperV) => {
+                reasons.push("it came from Hyper-V, and a failback to VMware is not possible")
+            }
+            None => unchecked.note(
+                codes::PREFLIGHT_UNSUPPORTED_FAILBACK,
+                "the machine's source",
+                self.name.span,
+            ),
         }
         match f.migrated {
             Some(true) => reasons.push("it was migrated, not failed over"),
-            None => unchecked.note(codes::PREFLIGHT_UNSUPPORTED_FAILBACK, "migration status", self.name.span),
+            None => unchecked.note(
+                codes::PREFLIGHT_UNSUPPORTED_FAILBACK,
+                "migration status",
+                self.name.span,
+            ),
             Some(false) => {}
         }
         if self.machine.recovery() == Recovery::Original && self.facts.stage == Stage::FailedOver {
@@ -651,15 +794,27 @@ impl MachineCheck<'_> {
         if reasons.is_empty() {
             return;
         }
-        let help = if reasons.iter().any(|r| r.starts_with("original-location")) && reasons.len() == 1 {
-            format!("set `recovery: alternate` on `{}` to create a new VM on the master target's host", self.name.value)
+        let help = if reasons.iter().any(|r| r.starts_with("original-location"))
+            && reasons.len() == 1
+        {
+            format!(
+                "set `recovery: alternate` on `{}` to create a new VM on the master target's host",
+                self.name.value
+            )
         } else {
-            format!("ASR cannot fail back `{}`: remove it from the plan and recover it another way", self.name.value)
+            format!(
+                "ASR cannot fail back `{}`: remove it from the plan and recover it another way",
+                self.name.value
+            )
         };
         out.push(
             Diagnostic::error(
                 codes::PREFLIGHT_UNSUPPORTED_FAILBACK,
-                format!("machine `{}` cannot be failed back: {}", self.name.value, reasons.join("; ")),
+                format!(
+                    "machine `{}` cannot be failed back: {}",
+                    self.name.value,
+                    reasons.join("; ")
+                ),
             )
             .with_label(self.name.span, "failback not possible")
             .with_help(help),
@@ -682,13 +837,21 @@ impl MachineCheck<'_> {
                     .with_help("after a failover the agent needs up to 15 minutes to register; `apply` waits and retries the reprotect"),
                 );
             }
-            None => unchecked.note(codes::PREFLIGHT_AGENT_NOT_REGISTERED, "agent registration", self.name.span),
+            None => unchecked.note(
+                codes::PREFLIGHT_AGENT_NOT_REGISTERED,
+                "agent registration",
+                self.name.span,
+            ),
             Some(true) => {}
         }
     }
 
     fn powered_on(&self, out: &mut Vec<Diagnostic>, unchecked: &mut Unchecked) {
-        let before = if self.facts.stage == Stage::FailedOver { "reprotect" } else { "failback" };
+        let before = if self.facts.stage == Stage::FailedOver {
+            "reprotect"
+        } else {
+            "failback"
+        };
         match &self.facts.vmware_vm {
             Some(vm) if vm.exists => match vm.powered_on {
                 Some(true) => out.push(
@@ -722,28 +885,53 @@ impl MachineCheck<'_> {
         let ds = &self.machine.datastore;
         let Some(observed) = facts.datastores.get(ds.value.as_str()) else {
             out.push(
-                Diagnostic::error(codes::PREFLIGHT_DATASTORE, format!("datastore `{}` does not exist", ds.value))
-                    .with_label(ds.span, "not found in vCenter")
-                    .with_help(format!("create `{}` or place `{}` on an existing datastore", ds.value, self.name.value)),
+                Diagnostic::error(
+                    codes::PREFLIGHT_DATASTORE,
+                    format!("datastore `{}` does not exist", ds.value),
+                )
+                .with_label(ds.span, "not found in vCenter")
+                .with_help(format!(
+                    "create `{}` or place `{}` on an existing datastore",
+                    ds.value, self.name.value
+                )),
             );
             return;
         };
         match observed.kind {
             Some(DatastoreType::Nfs) => out.push(
-                Diagnostic::error(codes::PREFLIGHT_DATASTORE, format!("datastore `{}` is NFS, which failback does not support", ds.value))
-                    .with_label(ds.span, "an NFS datastore")
-                    .with_help(format!("place `{}` on a VMFS or vSAN datastore", self.name.value)),
+                Diagnostic::error(
+                    codes::PREFLIGHT_DATASTORE,
+                    format!(
+                        "datastore `{}` is NFS, which failback does not support",
+                        ds.value
+                    ),
+                )
+                .with_label(ds.span, "an NFS datastore")
+                .with_help(format!(
+                    "place `{}` on a VMFS or vSAN datastore",
+                    self.name.value
+                )),
             ),
             None => unchecked.note(codes::PREFLIGHT_DATASTORE, "the datastore type", ds.span),
             Some(_) => {}
         }
         let Some(host) = self.host else { return };
-        let Some(mounts) = facts.esxi_hosts.get(host).and_then(|h| h.datastores.as_ref()) else {
+        let Some(mounts) = facts
+            .esxi_hosts
+            .get(host)
+            .and_then(|h| h.datastores.as_ref())
+        else {
             if !facts.esxi_hosts.contains_key(host) {
                 out.push(
-                    Diagnostic::error(codes::PREFLIGHT_DATASTORE, format!("ESXi host `{host}` does not exist"))
-                        .with_label(ds.span, format!("cannot be mounted on `{host}`"))
-                        .with_help(format!("the master target of `{}` must run on an ESXi host vCenter knows", self.name.value)),
+                    Diagnostic::error(
+                        codes::PREFLIGHT_DATASTORE,
+                        format!("ESXi host `{host}` does not exist"),
+                    )
+                    .with_label(ds.span, format!("cannot be mounted on `{host}`"))
+                    .with_help(format!(
+                        "the master target of `{}` must run on an ESXi host vCenter knows",
+                        self.name.value
+                    )),
                 );
             } else {
                 unchecked.note(codes::PREFLIGHT_DATASTORE, "datastore mounts", ds.span);
@@ -754,7 +942,11 @@ impl MachineCheck<'_> {
         let mut mounted = |datastore: &str, span: Span, what: &str| match mounts.get(datastore) {
             Some(DatastoreAccess::ReadWrite) => {}
             access => {
-                let how = if access.is_some() { "mounted read-only" } else { "not mounted" };
+                let how = if access.is_some() {
+                    "mounted read-only"
+                } else {
+                    "not mounted"
+                };
                 out.push(
                     Diagnostic::error(
                         codes::PREFLIGHT_DATASTORE,
@@ -776,7 +968,11 @@ impl MachineCheck<'_> {
             && vm.exists
             && vm_ds != &ds.value
         {
-            mounted(vm_ds.as_str(), self.name.span, "the original VM's datastore");
+            mounted(
+                vm_ds.as_str(),
+                self.name.span,
+                "the original VM's datastore",
+            );
         }
     }
 
@@ -785,15 +981,27 @@ impl MachineCheck<'_> {
             return;
         }
         let Some(host) = self.host else { return };
-        let span = self.machine.recovery.as_ref().map_or(self.name.span, |r| r.span);
-        let on_host = facts.esxi_hosts.get(host).and_then(|h| h.vms.as_ref()).map(|vms| vms.contains(&self.name.value));
+        let span = self
+            .machine
+            .recovery
+            .as_ref()
+            .map_or(self.name.span, |r| r.span);
+        let on_host = facts
+            .esxi_hosts
+            .get(host)
+            .and_then(|h| h.vms.as_ref())
+            .map(|vms| vms.contains(&self.name.value));
         let original_here = self
             .facts
             .vmware_vm
             .as_ref()
             .is_some_and(|vm| vm.exists && vm.esxi_host.as_deref() == Some(host));
         match on_host {
-            None if !original_here => unchecked.note(codes::PREFLIGHT_NAME_CLASH, "VM names on the master target's host", span),
+            None if !original_here => unchecked.note(
+                codes::PREFLIGHT_NAME_CLASH,
+                "VM names on the master target's host",
+                span,
+            ),
             Some(false) if !original_here => {}
             _ => {
                 out.push(
@@ -822,12 +1030,17 @@ fn datastore_capacity(
     names.sort_unstable();
     for name in names {
         let need = &demand[*name];
-        let Some(observed) = facts.datastores.get(*name) else { continue };
+        let Some(observed) = facts.datastores.get(*name) else {
+            continue;
+        };
         match observed.free_gib {
             Some(free) if free == 0 || need.gib > free => {
                 let mut diagnostic = Diagnostic::error(
                     codes::PREFLIGHT_DATASTORE,
-                    format!("datastore `{name}` is full: {free} GiB free, {} GiB needed", need.gib),
+                    format!(
+                        "datastore `{name}` is full: {free} GiB free, {} GiB needed",
+                        need.gib
+                    ),
                 );
                 for span in &need.spans {
                     diagnostic = diagnostic.with_label(*span, "placed on this datastore");
@@ -847,20 +1060,33 @@ fn datastore_capacity(
     }
 }
 
-fn esxi_memory(facts: &Facts, demand: &HashMap<&str, HostDemand>, out: &mut Vec<Diagnostic>, unchecked: &mut Unchecked) {
+fn esxi_memory(
+    facts: &Facts,
+    demand: &HashMap<&str, HostDemand>,
+    out: &mut Vec<Diagnostic>,
+    unchecked: &mut Unchecked,
+) {
     let mut hosts: Vec<&&str> = demand.keys().collect();
     hosts.sort_unstable();
     for host in hosts {
         let need = &demand[*host];
         match facts.esxi_hosts.get(*host).and_then(|h| h.memory_free_gib) {
             Some(free) if need.gib > free => {
-                let machines = if need.count == 1 { "1 machine".to_string() } else { format!("{} machines", need.count) };
+                let machines = if need.count == 1 {
+                    "1 machine".to_string()
+                } else {
+                    format!("{} machines", need.count)
+                };
                 let mut diagnostic = Diagnostic::error(
                     codes::PREFLIGHT_ESXI_MEMORY,
-                    format!("ESXi host `{host}` has {free} GiB of memory free; {machines} failing back to it need {} GiB", need.gib),
+                    format!(
+                        "ESXi host `{host}` has {free} GiB of memory free; {machines} failing back to it need {} GiB",
+                        need.gib
+                    ),
                 );
                 for span in &need.spans {
-                    diagnostic = diagnostic.with_label(*span, format!("starts on `{host}` at failback"));
+                    diagnostic =
+                        diagnostic.with_label(*span, format!("starts on `{host}` at failback"));
                 }
                 out.push(diagnostic.with_help(format!(
                     "free at least {} GiB of memory on `{host}` (or move VMs off it) before failback; otherwise ASR fails with 8038",
@@ -870,17 +1096,36 @@ fn esxi_memory(facts: &Facts, demand: &HashMap<&str, HostDemand>, out: &mut Vec<
             Some(_) => {}
             None => {
                 if let Some(span) = need.spans.first() {
-                    unchecked.note(codes::PREFLIGHT_ESXI_MEMORY, "ESXi memory at failback", *span);
+                    unchecked.note(
+                        codes::PREFLIGHT_ESXI_MEMORY,
+                        "ESXi memory at failback",
+                        *span,
+                    );
                 }
             }
         }
     }
 }
 
-fn maintenance_window(plan: &Plan, pending: &[Option<Pending>], now: Timestamp, out: &mut Vec<Diagnostic>) {
-    let Some(window) = &plan.maintenance_window else { return };
-    let count = pending.iter().flatten().filter(|p| p.failback || p.commit).count();
-    let machines = if count == 1 { "1 machine".to_string() } else { format!("{count} machines") };
+fn maintenance_window(
+    plan: &Plan,
+    pending: &[Option<Pending>],
+    now: Timestamp,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(window) = &plan.maintenance_window else {
+        return;
+    };
+    let count = pending
+        .iter()
+        .flatten()
+        .filter(|p| p.failback || p.commit)
+        .count();
+    let machines = if count == 1 {
+        "1 machine".to_string()
+    } else {
+        format!("{count} machines")
+    };
     if now >= window.end.value {
         out.push(
             Diagnostic::error(

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 
 use lifeboat_engine::diagnostic::codes;
 use lifeboat_engine::model::Timestamp;
-use lifeboat_engine::provider::facts::{
-    ConfigurationServerFacts, MachineFacts, MasterTargetFacts, ProcessServerFacts, Stage, VcenterFacts,
-};
 use lifeboat_engine::provider::Facts;
-use lifeboat_engine::{SourceFile, Severity, load, preflight, validate};
+use lifeboat_engine::provider::facts::{
+    ConfigurationServerFacts, MachineFacts, MasterTargetFacts, ProcessServerFacts, Stage,
+    VcenterFacts,
+};
+use lifeboat_engine::{Severity, SourceFile, load, preflight, validate};
 
 const PLAN: &str = "\
 version: 1
@@ -47,8 +48,16 @@ fn unknown_facts_are_reported_as_not_checked() {
     };
     let now = Timestamp(jiff::Timestamp::now());
     let diagnostics = preflight::preflight(&plan, &validation.assignment, &facts, now);
-    assert!(diagnostics.iter().all(|d| d.severity == Severity::Warning), "{diagnostics:#?}");
-    assert!(diagnostics.iter().all(|d| d.message.contains("not checked")), "{diagnostics:#?}");
+    assert!(
+        diagnostics.iter().all(|d| d.severity == Severity::Warning),
+        "{diagnostics:#?}"
+    );
+    assert!(
+        diagnostics
+            .iter()
+            .all(|d| d.message.contains("not checked")),
+        "{diagnostics:#?}"
+    );
     let warned: std::collections::BTreeSet<&str> = diagnostics.iter().map(|d| d.code).collect();
     for code in [
         codes::PREFLIGHT_MASTER_TARGET_SNAPSHOTS,
@@ -58,12 +67,22 @@ fn unknown_facts_are_reported_as_not_checked() {
         codes::PREFLIGHT_VCENTER_PERMISSIONS,
         codes::PREFLIGHT_AGENT_NOT_REGISTERED,
     ] {
-        assert!(warned.contains(code), "no not-checked warning for {code}: {diagnostics:#?}");
+        assert!(
+            warned.contains(code),
+            "no not-checked warning for {code}: {diagnostics:#?}"
+        );
     }
     // Two machines with unknown power state: one warning that counts both.
-    let power: Vec<_> = diagnostics.iter().filter(|d| d.code == codes::PREFLIGHT_VM_POWERED_ON).collect();
+    let power: Vec<_> = diagnostics
+        .iter()
+        .filter(|d| d.code == codes::PREFLIGHT_VM_POWERED_ON)
+        .collect();
     assert_eq!(power.len(), 1);
-    assert!(power[0].message.contains("2 entries"), "{}", power[0].message);
+    assert!(
+        power[0].message.contains("2 entries"),
+        "{}",
+        power[0].message
+    );
 }
 
 #[test]
@@ -78,10 +97,17 @@ fn a_missing_master_target_is_an_error_not_an_unknown() {
             .collect(),
         ..Facts::default()
     };
-    let diagnostics =
-        preflight::preflight(&plan, &validation.assignment, &facts, Timestamp(jiff::Timestamp::now()));
-    let errors: std::collections::BTreeSet<&str> =
-        diagnostics.iter().filter(|d| d.is_error()).map(|d| d.code).collect();
+    let diagnostics = preflight::preflight(
+        &plan,
+        &validation.assignment,
+        &facts,
+        Timestamp(jiff::Timestamp::now()),
+    );
+    let errors: std::collections::BTreeSet<&str> = diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code)
+        .collect();
     for code in [
         codes::PREFLIGHT_CONFIGURATION_SERVER,
         codes::PREFLIGHT_PROCESS_SERVER,

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use lifeboat_engine::provider::{OperationKind, Provider, Stage};
-use lifeboat_engine::{Diagnostic, SourceFile, diagnostic, load, model::Timestamp, preflight, validate};
+use lifeboat_engine::{
+    Diagnostic, SourceFile, diagnostic, load, model::Timestamp, preflight, validate,
+};
 
 use super::Exit;
 use crate::render::diagnostics::{counts, render_human};
@@ -29,12 +31,21 @@ pub fn run(plan_path: &Path) -> Exit {
     let validation = validate::validate(&plan);
     if validation.has_errors() {
         eprint!("{}", render_human(&validation.diagnostics, &file));
-        eprintln!("`{}` is invalid: {}", file.name(), counts(&validation.diagnostics));
+        eprintln!(
+            "`{}` is invalid: {}",
+            file.name(),
+            counts(&validation.diagnostics)
+        );
         return Exit::Error;
     }
-    let Ok(provider) = super::provider::open(plan_path, &plan, &file) else { return Exit::Error };
+    let Ok(provider) = super::provider::open(plan_path, &plan, &file) else {
+        return Exit::Error;
+    };
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -45,14 +56,27 @@ pub fn run(plan_path: &Path) -> Exit {
     let facts = match runtime.block_on(provider.refresh(&request)) {
         Ok(facts) => facts,
         Err(error) => {
-            let code = error.code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
-            eprintln!("error: refreshing from `{}` failed{code}: {}", provider.describe().identity, error.message);
+            let code = error
+                .code
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
+            eprintln!(
+                "error: refreshing from `{}` failed{code}: {}",
+                provider.describe().identity,
+                error.message
+            );
             return Exit::Error;
         }
     };
 
     let mut diagnostics = validation.diagnostics.clone();
-    diagnostics.extend(preflight::preflight(&plan, &validation.assignment, &facts, Timestamp(jiff::Timestamp::now())));
+    diagnostics.extend(preflight::preflight(
+        &plan,
+        &validation.assignment,
+        &facts,
+        Timestamp(jiff::Timestamp::now()),
+    ));
     diagnostic::sort(&mut diagnostics);
     eprint!("{}", render_human(&diagnostics, &file));
 
@@ -67,7 +91,10 @@ pub fn run(plan_path: &Path) -> Exit {
         };
         let stage = machine.stage;
         let note = if let Some(running) = &machine.running {
-            format!("{} running (operation `{}`)", running.kind, running.operation)
+            format!(
+                "{} running (operation `{}`)",
+                running.kind, running.operation
+            )
         } else if stage < goal {
             behind += 1;
             let steps: Vec<&str> = OperationKind::ALL
@@ -85,8 +112,19 @@ pub fn run(plan_path: &Path) -> Exit {
         };
         println!("  machine.{:<24} {:<12} {note}", name.value, stage.as_str());
     }
-    println!("{} machines: {behind} behind the goal, {at_goal} at it, {ahead} ahead of it", plan.machines.len());
-    let preflight_result = if diagnostics.is_empty() { "preflight passed".to_string() } else { format!("preflight: {}", counts(&diagnostics)) };
+    println!(
+        "{} machines: {behind} behind the goal, {at_goal} at it, {ahead} ahead of it",
+        plan.machines.len()
+    );
+    let preflight_result = if diagnostics.is_empty() {
+        "preflight passed".to_string()
+    } else {
+        format!("preflight: {}", counts(&diagnostics))
+    };
     println!("{preflight_result}");
-    if diagnostics.iter().any(Diagnostic::is_error) { Exit::Error } else { Exit::Success }
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        Exit::Error
+    } else {
+        Exit::Success
+    }
 }

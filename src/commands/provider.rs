@@ -23,10 +23,15 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<SimProvi
         other => {
             let diagnostic = Diagnostic::error(
                 codes::PLAN_SCHEMA,
-                format!("the `{}` provider is not available in this build yet", other.kind()),
+                format!(
+                    "the `{}` provider is not available in this build yet",
+                    other.kind()
+                ),
             )
             .with_label(plan.provider.span, "only `sim` is implemented")
-            .with_help("use `provider: {sim: {world: world.yaml}}` to rehearse against a simulated estate");
+            .with_help(
+                "use `provider: {sim: {world: world.yaml}}` to rehearse against a simulated estate",
+            );
             eprint!("{}", render_human(&[diagnostic], file));
             return Err(());
         }

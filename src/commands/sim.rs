@@ -16,7 +16,17 @@ pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
     let file = match super::validate::read_plan(plan_path) {
         Ok(file) => file,
         Err(diagnostic) => {
-            eprint!("{}", render_human(&[*diagnostic], &lifeboat_engine::SourceFile::new(plan_path.display().to_string(), plan_path, String::new())));
+            eprint!(
+                "{}",
+                render_human(
+                    &[*diagnostic],
+                    &lifeboat_engine::SourceFile::new(
+                        plan_path.display().to_string(),
+                        plan_path,
+                        String::new()
+                    )
+                )
+            );
             return Exit::Error;
         }
     };
@@ -30,11 +40,19 @@ pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
     let validation = validate::validate(&plan);
     if validation.has_errors() {
         eprint!("{}", render_human(&validation.diagnostics, &file));
-        eprintln!("`{}` is invalid: {}; fix it before making a world for it", file.name(), counts(&validation.diagnostics));
+        eprintln!(
+            "`{}` is invalid: {}; fix it before making a world for it",
+            file.name(),
+            counts(&validation.diagnostics)
+        );
         return Exit::Error;
     }
     let ProviderConfig::Sim(config) = &plan.provider.value else {
-        eprintln!("error: `{}` uses the `{}` provider; `sim init` needs `provider: {{sim: {{world: …}}}}`", file.name(), plan.provider.value.kind());
+        eprintln!(
+            "error: `{}` uses the `{}` provider; `sim init` needs `provider: {{sim: {{world: …}}}}`",
+            file.name(),
+            plan.provider.value.kind()
+        );
         return Exit::Error;
     };
     let path = world_path(plan_path, &config.world);
@@ -53,20 +71,33 @@ pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
                 return Exit::Error;
             }
         },
-        None => lifeboat_provider_sim::init::world_for(&spec(&plan, &validation), Timestamp(jiff::Timestamp::now())),
+        None => lifeboat_provider_sim::init::world_for(
+            &spec(&plan, &validation),
+            Timestamp(jiff::Timestamp::now()),
+        ),
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && let Err(error) = std::fs::create_dir_all(dir)
     {
-        eprintln!("error: cannot create the directory `{}`: {error}", dir.display());
+        eprintln!(
+            "error: cannot create the directory `{}`: {error}",
+            dir.display()
+        );
         return Exit::Error;
     }
     if let Err(error) = store::write(&path, &world) {
         eprintln!("error: {error}");
         return Exit::Error;
     }
-    let source = from.map_or_else(|| "generated from the plan".to_string(), |f| format!("copied from `{}`", f.display()));
-    println!("wrote the world `{}` ({source}): {} machines", path.display(), world.machines.len());
+    let source = from.map_or_else(
+        || "generated from the plan".to_string(),
+        |f| format!("copied from `{}`", f.display()),
+    );
+    println!(
+        "wrote the world `{}` ({source}): {} machines",
+        path.display(),
+        world.machines.len()
+    );
     Exit::Success
 }
 
@@ -96,15 +127,31 @@ fn spec(plan: &Plan, validation: &Validation) -> InitSpec {
                 os: machine.os.value,
                 recovery: machine.recovery(),
                 datastore: machine.datastore.value.clone(),
-                disks_gib: machine.disks_gib.as_ref().map(|d| d.value.iter().map(|g| g.value).collect()).unwrap_or_default(),
-                master_target: validation.assignment.target_name(plan, m).map(str::to_string),
+                disks_gib: machine
+                    .disks_gib
+                    .as_ref()
+                    .map(|d| d.value.iter().map(|g| g.value).collect())
+                    .unwrap_or_default(),
+                master_target: validation
+                    .assignment
+                    .target_name(plan, m)
+                    .map(str::to_string),
             })
             .collect(),
         replication_groups: plan
             .replication_groups
             .iter()
-            .map(|(name, group)| (name.value.clone(), group.machines.value.iter().map(|m| m.value.clone()).collect()))
+            .map(|(name, group)| {
+                (
+                    name.value.clone(),
+                    group
+                        .machines
+                        .value
+                        .iter()
+                        .map(|m| m.value.clone())
+                        .collect(),
+                )
+            })
             .collect(),
     }
 }
-

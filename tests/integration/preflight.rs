@@ -8,7 +8,9 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use lifeboat_engine::diagnostic::codes;
-use lifeboat_engine::provider::facts::{AccountAccess, AzureReplica, DatastoreAccess, DatastoreType};
+use lifeboat_engine::provider::facts::{
+    AccountAccess, AzureReplica, DatastoreAccess, DatastoreType,
+};
 use lifeboat_provider_sim::{World, store};
 
 /// A small estate: an OLR machine `web-01`, an ALR machine `app-01`, one Linux master target.
@@ -66,7 +68,10 @@ impl Estate {
 
     pub fn lifeboat(&self, args: &[&str]) -> Command {
         let mut command = Command::cargo_bin("lifeboat").expect("the binary is built");
-        command.current_dir(self.path()).env("NO_COLOR", "1").args(args);
+        command
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .args(args);
         command
     }
 
@@ -97,7 +102,11 @@ fn breaks(code: &str, goal: &str, extra: &str, change: impl FnOnce(&mut World)) 
     estate.edit(change);
     let output = estate.plan();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(preflight_codes(&output), BTreeSet::from([code.to_string()]), "{stderr}");
+    assert_eq!(
+        preflight_codes(&output),
+        BTreeSet::from([code.to_string()]),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     output
 }
@@ -119,10 +128,17 @@ fn a_healthy_world_passes_preflight_at_every_goal() {
         let estate = Estate::new(goal, "");
         let output = estate.plan();
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert!(preflight_codes(&output).is_empty());
         assert!(stdout.contains("preflight passed"), "{stdout}");
-        assert!(stdout.contains("machine.web-01") && stdout.contains("failed-over"), "{stdout}");
+        assert!(
+            stdout.contains("machine.web-01") && stdout.contains("failed-over"),
+            "{stdout}"
+        );
     }
 }
 
@@ -146,19 +162,33 @@ fn every_preflight_code_has_a_test() {
         codes::PREFLIGHT_ESXI_MEMORY,
         codes::PREFLIGHT_MAINTENANCE_WINDOW,
     ];
-    assert_eq!(BTreeSet::from(tested), codes::PREFLIGHT.iter().copied().collect());
+    assert_eq!(
+        BTreeSet::from(tested),
+        codes::PREFLIGHT.iter().copied().collect()
+    );
 }
 
 #[test]
 fn configuration_server_not_connected() {
-    error("configuration_server", codes::PREFLIGHT_CONFIGURATION_SERVER, |w| w.configuration_server.connected = false);
+    error(
+        "configuration_server",
+        codes::PREFLIGHT_CONFIGURATION_SERVER,
+        |w| w.configuration_server.connected = false,
+    );
 }
 
 #[test]
 fn machine_missing_from_the_configuration_server() {
-    error("configuration_server_machine", codes::PREFLIGHT_CONFIGURATION_SERVER, |w| {
-        w.machines.get_mut("web-01").expect("exists").in_configuration_server = false
-    });
+    error(
+        "configuration_server_machine",
+        codes::PREFLIGHT_CONFIGURATION_SERVER,
+        |w| {
+            w.machines
+                .get_mut("web-01")
+                .expect("exists")
+                .in_configuration_server = false
+        },
+    );
 }
 
 #[test]
@@ -170,50 +200,74 @@ fn process_server_unhealthy() {
 
 #[test]
 fn master_target_snapshots() {
-    error("master_target_snapshots", codes::PREFLIGHT_MASTER_TARGET_SNAPSHOTS, |w| {
-        w.master_targets.get_mut("mt-linux-01").expect("exists").snapshots = 2
-    });
+    error(
+        "master_target_snapshots",
+        codes::PREFLIGHT_MASTER_TARGET_SNAPSHOTS,
+        |w| {
+            w.master_targets
+                .get_mut("mt-linux-01")
+                .expect("exists")
+                .snapshots = 2
+        },
+    );
 }
 
 #[test]
 fn master_target_unhealthy() {
     error("master_target", codes::PREFLIGHT_MASTER_TARGET, |w| {
-        w.master_targets.get_mut("mt-linux-01").expect("exists").healthy = false
+        w.master_targets
+            .get_mut("mt-linux-01")
+            .expect("exists")
+            .healthy = false
     });
 }
 
 #[test]
 fn master_target_over_60_disks_with_what_is_attached() {
     breaks(codes::PREFLIGHT_MASTER_TARGET, "reprotected", "", |w| {
-        w.master_targets.get_mut("mt-linux-01").expect("exists").disks_attached = 58
+        w.master_targets
+            .get_mut("mt-linux-01")
+            .expect("exists")
+            .disks_attached = 58
     });
 }
 
 #[test]
 fn retention_drive_missing() {
     error("retention_drive", codes::PREFLIGHT_RETENTION_DRIVE, |w| {
-        w.master_targets.get_mut("mt-linux-01").expect("exists").retention_volumes = vec!["/data".to_string()]
+        w.master_targets
+            .get_mut("mt-linux-01")
+            .expect("exists")
+            .retention_volumes = vec!["/data".to_string()]
     });
 }
 
 #[test]
 fn vcenter_not_connected() {
-    error("vcenter", codes::PREFLIGHT_VCENTER, |w| w.vcenters.get_mut("vc-01").expect("exists").connected = false);
+    error("vcenter", codes::PREFLIGHT_VCENTER, |w| {
+        w.vcenters.get_mut("vc-01").expect("exists").connected = false
+    });
 }
 
 #[test]
 fn vcenter_read_only_account() {
-    error("vcenter_permissions", codes::PREFLIGHT_VCENTER_PERMISSIONS, |w| {
-        w.vcenters.get_mut("vc-01").expect("exists").account = AccountAccess::ReadOnly
-    });
+    error(
+        "vcenter_permissions",
+        codes::PREFLIGHT_VCENTER_PERMISSIONS,
+        |w| w.vcenters.get_mut("vc-01").expect("exists").account = AccountAccess::ReadOnly,
+    );
 }
 
 #[test]
 fn disk_uuid_shared_with_the_master_target() {
-    error("disk_uuid_conflict", codes::PREFLIGHT_DISK_UUID_CONFLICT, |w| {
-        let uuid = w.master_targets["mt-linux-01"].disk_uuids[0].clone();
-        w.machines.get_mut("web-01").expect("exists").disk_uuids[1] = uuid;
-    });
+    error(
+        "disk_uuid_conflict",
+        codes::PREFLIGHT_DISK_UUID_CONFLICT,
+        |w| {
+            let uuid = w.master_targets["mt-linux-01"].disk_uuids[0].clone();
+            w.machines.get_mut("web-01").expect("exists").disk_uuids[1] = uuid;
+        },
+    );
 }
 
 #[test]
@@ -241,51 +295,90 @@ fn datastore_full() {
 
 #[test]
 fn azure_replica_deleted() {
-    error("unsupported_failback", codes::PREFLIGHT_UNSUPPORTED_FAILBACK, |w| {
-        w.machines.get_mut("web-01").expect("exists").azure_replica = AzureReplica::Deleted
-    });
+    error(
+        "unsupported_failback",
+        codes::PREFLIGHT_UNSUPPORTED_FAILBACK,
+        |w| w.machines.get_mut("web-01").expect("exists").azure_replica = AzureReplica::Deleted,
+    );
 }
 
 #[test]
 fn agent_not_registered_is_a_warning() {
-    let output = breaks(codes::PREFLIGHT_AGENT_NOT_REGISTERED, "reprotected", "", |w| {
-        w.timing.scale = 1.0;
-        w.machines.get_mut("web-01").expect("exists").agent_registers_in_s = 100_000;
-    });
-    assert_eq!(output.status.code(), Some(0), "a warning does not fail `plan`");
+    let output = breaks(
+        codes::PREFLIGHT_AGENT_NOT_REGISTERED,
+        "reprotected",
+        "",
+        |w| {
+            w.timing.scale = 1.0;
+            w.machines
+                .get_mut("web-01")
+                .expect("exists")
+                .agent_registers_in_s = 100_000;
+        },
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "a warning does not fail `plan`"
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("apply` waits"));
 }
 
 #[test]
 fn vmware_vm_powered_on() {
     error("vm_powered_on", codes::PREFLIGHT_VM_POWERED_ON, |w| {
-        w.machines.get_mut("web-01").expect("exists").vmware_vm.powered_on = true
+        w.machines
+            .get_mut("web-01")
+            .expect("exists")
+            .vmware_vm
+            .powered_on = true
     });
 }
 
 #[test]
 fn alternate_location_name_clash() {
     error("name_clash", codes::PREFLIGHT_NAME_CLASH, |w| {
-        w.esxi_hosts.get_mut("esx-01").expect("exists").vms.push("app-01".to_string())
+        w.esxi_hosts
+            .get_mut("esx-01")
+            .expect("exists")
+            .vms
+            .push("app-01".to_string())
     });
 }
 
 #[test]
 fn esxi_memory_at_failback() {
-    error_with("esxi_memory", codes::PREFLIGHT_ESXI_MEMORY, "failed-back", "", |w| {
-        w.esxi_hosts.get_mut("esx-01").expect("exists").memory_free_gib = 12
-    });
+    error_with(
+        "esxi_memory",
+        codes::PREFLIGHT_ESXI_MEMORY,
+        "failed-back",
+        "",
+        |w| {
+            w.esxi_hosts
+                .get_mut("esx-01")
+                .expect("exists")
+                .memory_free_gib = 12
+        },
+    );
 }
 
 #[test]
 fn failback_outside_the_maintenance_window() {
-    let window = "maintenance_window:\n  start: 2020-01-04T22:00:00Z\n  end: 2020-01-05T04:00:00Z\n";
-    error_with("maintenance_window", codes::PREFLIGHT_MAINTENANCE_WINDOW, "failed-back", window, |_| {});
+    let window =
+        "maintenance_window:\n  start: 2020-01-04T22:00:00Z\n  end: 2020-01-05T04:00:00Z\n";
+    error_with(
+        "maintenance_window",
+        codes::PREFLIGHT_MAINTENANCE_WINDOW,
+        "failed-back",
+        window,
+        |_| {},
+    );
 }
 
 #[test]
 fn a_window_only_matters_when_failback_or_commit_is_planned() {
-    let window = "maintenance_window:\n  start: 2020-01-04T22:00:00Z\n  end: 2020-01-05T04:00:00Z\n";
+    let window =
+        "maintenance_window:\n  start: 2020-01-04T22:00:00Z\n  end: 2020-01-05T04:00:00Z\n";
     let estate = Estate::new("reprotected", window);
     assert!(estate.plan().status.success());
 }
@@ -298,9 +391,16 @@ fn machines_at_the_goal_are_not_checked() {
             machine.stage = lifeboat_engine::provider::Stage::Reprotected;
         }
         // Would fail a reprotect, but none is needed.
-        w.master_targets.get_mut("mt-linux-01").expect("exists").snapshots = 3;
+        w.master_targets
+            .get_mut("mt-linux-01")
+            .expect("exists")
+            .snapshots = 3;
     });
     let output = estate.plan();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("2 at it"));
 }

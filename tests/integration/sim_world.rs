@@ -7,17 +7,37 @@ use crate::preflight::Estate;
 #[test]
 fn sim_init_refuses_to_overwrite_a_world_without_force() {
     let estate = Estate::new("reprotected", "");
-    estate.edit(|w| w.master_targets.get_mut("mt-linux-01").expect("exists").snapshots = 1);
+    estate.edit(|w| {
+        w.master_targets
+            .get_mut("mt-linux-01")
+            .expect("exists")
+            .snapshots = 1
+    });
     let before = std::fs::read(estate.world_path()).expect("reads");
     let output = estate.lifeboat(&["sim", "init"]).output().expect("runs");
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--force"));
-    assert_eq!(std::fs::read(estate.world_path()).expect("reads"), before, "the world is untouched");
+    assert_eq!(
+        std::fs::read(estate.world_path()).expect("reads"),
+        before,
+        "the world is untouched"
+    );
 
-    estate.lifeboat(&["sim", "init", "--force"]).assert().success();
+    estate
+        .lifeboat(&["sim", "init", "--force"])
+        .assert()
+        .success();
     let world = lifeboat_provider_sim::store::read(&estate.world_path()).expect("reads");
-    assert_eq!(world.master_targets["mt-linux-01"].snapshots, 0, "a fresh, healthy world");
-    assert!(world.machines.values().all(|m| m.stage == lifeboat_engine::provider::Stage::FailedOver));
+    assert_eq!(
+        world.master_targets["mt-linux-01"].snapshots, 0,
+        "a fresh, healthy world"
+    );
+    assert!(
+        world
+            .machines
+            .values()
+            .all(|m| m.stage == lifeboat_engine::provider::Stage::FailedOver)
+    );
 }
 
 #[test]
@@ -25,7 +45,10 @@ fn sim_init_from_a_starting_world() {
     let estate = Estate::new("reprotected", "");
     let start = estate.path().join("start.yaml");
     std::fs::copy(estate.world_path(), &start).expect("copies");
-    estate.lifeboat(&["sim", "init", "--force", "--from", "start.yaml"]).assert().success();
+    estate
+        .lifeboat(&["sim", "init", "--force", "--from", "start.yaml"])
+        .assert()
+        .success();
     assert!(estate.plan().status.success());
 }
 
@@ -36,7 +59,10 @@ fn plan_without_a_world_says_how_to_make_one() {
     let output = estate.plan();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("does not exist") && stderr.contains("lifeboat sim init"), "{stderr}");
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("lifeboat sim init"),
+        "{stderr}"
+    );
 }
 
 fn repo_root() -> &'static Path {
@@ -45,9 +71,14 @@ fn repo_root() -> &'static Path {
 
 #[test]
 fn world_schema_is_up_to_date() {
-    let output = assert_cmd::Command::cargo_bin("lifeboat").expect("built").args(["schema", "world"]).output().expect("runs");
+    let output = assert_cmd::Command::cargo_bin("lifeboat")
+        .expect("built")
+        .args(["schema", "world"])
+        .output()
+        .expect("runs");
     assert!(output.status.success());
-    let committed = std::fs::read_to_string(repo_root().join("schemas/world.schema.json")).expect("committed");
+    let committed =
+        std::fs::read_to_string(repo_root().join("schemas/world.schema.json")).expect("committed");
     assert!(
         String::from_utf8_lossy(&output.stdout) == committed,
         "schemas/world.schema.json is stale: run `cargo run -- schema world > schemas/world.schema.json`"
@@ -63,7 +94,10 @@ fn malformed(text: &str, expect: &str) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains(".lifeboat/world.yaml"), "the world file is named: {stderr}");
+    assert!(
+        stderr.contains(".lifeboat/world.yaml"),
+        "the world file is named: {stderr}"
+    );
     assert!(stderr.contains(expect), "expected `{expect}` in: {stderr}");
     stderr
 }
@@ -99,7 +133,11 @@ fn truncated_worlds() {
     // Cut mid-key and mid-value, as a copy interrupted halfway would: each must be a
     // diagnostic. (A cut exactly between two entries leaves a valid, smaller world, which
     // preflight then reports as machines the provider does not know.)
-    for (marker, keep) in [("snapshots: 0", 5), ("stage: failed-over", 12), ("vcenter: vc-01", 3)] {
+    for (marker, keep) in [
+        ("snapshots: 0", 5),
+        ("stage: failed-over", 12),
+        ("vcenter: vc-01", 3),
+    ] {
         let at = text.find(marker).expect("the marker is in the world") + keep;
         malformed(&text[..at], "world::");
     }
@@ -111,14 +149,32 @@ fn truncated_worlds() {
 fn the_example_world_matches_the_example_plan() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let example = repo_root().join("examples/avs-failback");
-    std::fs::copy(example.join("lifeboat.yaml"), dir.path().join("lifeboat.yaml")).expect("copies");
+    std::fs::copy(
+        example.join("lifeboat.yaml"),
+        dir.path().join("lifeboat.yaml"),
+    )
+    .expect("copies");
     let run = |args: &[&str]| {
-        assert_cmd::Command::cargo_bin("lifeboat").expect("built").current_dir(dir.path()).env("NO_COLOR", "1").args(args).output().expect("runs")
+        assert_cmd::Command::cargo_bin("lifeboat")
+            .expect("built")
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .output()
+            .expect("runs")
     };
     let start = example.join("world.yaml");
     let init = run(&["sim", "init", "--from", start.to_str().expect("UTF-8 path")]);
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let plan = run(&["plan"]);
-    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
     assert!(String::from_utf8_lossy(&plan.stdout).contains("preflight passed"));
 }

@@ -18,7 +18,9 @@ use crate::model::{Os, Recovery};
 
 /// Where a machine is in its lifecycle (DESIGN.md §2). Stages are ordered: a machine only
 /// moves forward, and `stage >= goal` means there is nothing to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     /// Running in Azure, not protected: where every failback starts.
@@ -34,8 +36,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] =
-        [Stage::FailedOver, Stage::Reprotected, Stage::FailedBack, Stage::Committed, Stage::Protected];
+    pub const ALL: [Stage; 5] = [
+        Stage::FailedOver,
+        Stage::Reprotected,
+        Stage::FailedBack,
+        Stage::Committed,
+        Stage::Protected,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

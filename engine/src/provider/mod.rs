@@ -64,7 +64,9 @@ pub struct RefreshRequest {
 }
 
 /// The operation id the engine chose. Unique per operation attempt.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct OperationId(pub String);
 
@@ -81,7 +83,9 @@ impl From<&str> for OperationId {
 }
 
 /// The four operations of the lifecycle (DESIGN.md §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum OperationKind {
     Reprotect,
@@ -91,8 +95,12 @@ pub enum OperationKind {
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 4] =
-        [OperationKind::Reprotect, OperationKind::Failback, OperationKind::Commit, OperationKind::ReprotectHome];
+    pub const ALL: [OperationKind; 4] = [
+        OperationKind::Reprotect,
+        OperationKind::Failback,
+        OperationKind::Commit,
+        OperationKind::ReprotectHome,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -125,7 +133,9 @@ impl OperationKind {
 
     /// The operation that takes a machine forward from `stage`, if any.
     pub fn from(stage: Stage) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.from_stage() == stage)
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.from_stage() == stage)
     }
 }
 
@@ -201,11 +211,21 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub fn permanent(code: impl Into<Option<String>>, message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Permanent, code: code.into(), message: message.into(), retry_after: None }
+        Self {
+            kind: ErrorKind::Permanent,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn transient(code: impl Into<Option<String>>, message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Transient, code: code.into(), message: message.into(), retry_after: None }
+        Self {
+            kind: ErrorKind::Transient,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn with_retry_after(mut self, after: Duration) -> Self {

@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 
 use lifeboat_engine::Spanned;
 use lifeboat_engine::model::{NamedMap, Os, Recovery, Timestamp};
-use lifeboat_engine::provider::facts::{AccountAccess, AzureReplica, DatastoreAccess, DatastoreType, HypervisorEdition, SourceKind, Stage};
+use lifeboat_engine::provider::facts::{
+    AccountAccess, AzureReplica, DatastoreAccess, DatastoreType, HypervisorEdition, SourceKind,
+    Stage,
+};
 
 use crate::world::{
-    ConfigurationServer, Datastore, EsxiHost, Machine, MasterTarget, ProcessServer, ReplicationGroup, Settings, Timing,
-    Vcenter, VmwareVm, World,
+    ConfigurationServer, Datastore, EsxiHost, Machine, MasterTarget, ProcessServer,
+    ReplicationGroup, Settings, Timing, Vcenter, VmwareVm, World,
 };
 
 /// The estate a world is made for.
@@ -57,10 +60,16 @@ const MIN_DATASTORE_FREE_GIB: u64 = 50_000;
 pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
     let mut datastores: BTreeMap<String, Datastore> = BTreeMap::new();
     let mut add_datastore = |name: &str| {
-        datastores.entry(name.to_string()).or_insert_with(|| Datastore {
-            kind: if name.contains("vsan") { DatastoreType::Vsan } else { DatastoreType::Vmfs },
-            free_gib: MIN_DATASTORE_FREE_GIB,
-        });
+        datastores
+            .entry(name.to_string())
+            .or_insert_with(|| Datastore {
+                kind: if name.contains("vsan") {
+                    DatastoreType::Vsan
+                } else {
+                    DatastoreType::Vmfs
+                },
+                free_gib: MIN_DATASTORE_FREE_GIB,
+            });
     };
     for mt in &spec.master_targets {
         mt.datastores.iter().for_each(|d| add_datastore(d));
@@ -69,14 +78,21 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
         add_datastore(&machine.datastore);
     }
 
-    let host_of: BTreeMap<&str, &str> =
-        spec.master_targets.iter().map(|mt| (mt.name.as_str(), mt.esxi_host.as_str())).collect();
+    let host_of: BTreeMap<&str, &str> = spec
+        .master_targets
+        .iter()
+        .map(|mt| (mt.name.as_str(), mt.esxi_host.as_str()))
+        .collect();
     let fallback_host = spec.master_targets.first().map(|mt| mt.esxi_host.as_str());
 
     // Each host mounts the datastores of its master targets and of the machines they serve,
     // read/write, and has room for every VM that may start on it.
     let mut hosts: BTreeMap<String, EsxiHost> = BTreeMap::new();
-    fn host_entry<'h>(hosts: &'h mut BTreeMap<String, EsxiHost>, vcenter: &str, name: &str) -> &'h mut EsxiHost {
+    fn host_entry<'h>(
+        hosts: &'h mut BTreeMap<String, EsxiHost>,
+        vcenter: &str,
+        name: &str,
+    ) -> &'h mut EsxiHost {
         hosts.entry(name.to_string()).or_insert_with(|| EsxiHost {
             vcenter: Spanned::bare(vcenter.to_string()),
             memory_free_gib: MIN_HOST_MEMORY_GIB,
@@ -86,7 +102,8 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
     }
     let mount = |host: &mut EsxiHost, datastore: &str| {
         if !host.datastores.names().any(|d| d == datastore) {
-            host.datastores.insert(datastore.to_string(), DatastoreAccess::ReadWrite);
+            host.datastores
+                .insert(datastore.to_string(), DatastoreAccess::ReadWrite);
         }
     };
     for mt in &spec.master_targets {
@@ -97,13 +114,21 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
     let mut memory: BTreeMap<&str, u64> = BTreeMap::new();
     let mut alr_gib: BTreeMap<&str, u64> = BTreeMap::new();
     for machine in &spec.machines {
-        let host = machine.master_target.as_deref().and_then(|mt| host_of.get(mt).copied()).or(fallback_host);
+        let host = machine
+            .master_target
+            .as_deref()
+            .and_then(|mt| host_of.get(mt).copied())
+            .or(fallback_host);
         if let Some(host) = host {
-            mount(host_entry(&mut hosts, &spec.vcenter, host), &machine.datastore);
+            mount(
+                host_entry(&mut hosts, &spec.vcenter, host),
+                &machine.datastore,
+            );
             *memory.entry(host).or_default() += MEMORY_GIB;
         }
         if machine.recovery == Recovery::Alternate {
-            *alr_gib.entry(machine.datastore.as_str()).or_default() += machine.disks_gib.iter().sum::<u64>();
+            *alr_gib.entry(machine.datastore.as_str()).or_default() +=
+                machine.disks_gib.iter().sum::<u64>();
         }
     }
     for (host, need) in memory {
@@ -131,7 +156,9 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
                     snapshots: 0,
                     disks_attached: 0,
                     retention_volumes: vec![mt.retention_drive.clone()],
-                    disk_uuids: (0..2).map(|d| format!("6000c29a-0000-{:04x}-{d:04x}-000000000000", i & 0xffff)).collect(),
+                    disk_uuids: (0..2)
+                        .map(|d| format!("6000c29a-0000-{:04x}-{d:04x}-000000000000", i & 0xffff))
+                        .collect(),
                 },
             )
         })
@@ -142,7 +169,11 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let host = m.master_target.as_deref().and_then(|mt| host_of.get(mt).copied()).or(fallback_host);
+            let host = m
+                .master_target
+                .as_deref()
+                .and_then(|mt| host_of.get(mt).copied())
+                .or(fallback_host);
             let original = m.recovery == Recovery::Original;
             let disks = m.disks_gib.len().max(1);
             (
@@ -158,11 +189,19 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
                     vmware_vm: VmwareVm {
                         exists: original,
                         powered_on: false,
-                        esxi_host: host.filter(|_| original).map(|h| Spanned::bare(h.to_string())),
+                        esxi_host: host
+                            .filter(|_| original)
+                            .map(|h| Spanned::bare(h.to_string())),
                         datastore: original.then(|| Spanned::bare(m.datastore.clone())),
                     },
                     disk_uuids: (0..disks)
-                        .map(|d| format!("6000c29b-{:04x}-{:04x}-{d:04x}-000000000000", (i >> 16) & 0xffff, i & 0xffff))
+                        .map(|d| {
+                            format!(
+                                "6000c29b-{:04x}-{:04x}-{d:04x}-000000000000",
+                                (i >> 16) & 0xffff,
+                                i & 0xffff
+                            )
+                        })
                         .collect(),
                     disks_gib: m.disks_gib.clone(),
                     memory_gib: MEMORY_GIB,
@@ -173,8 +212,14 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
         .collect();
 
     World {
-        configuration_server: ConfigurationServer { name: spec.configuration_server.clone(), connected: true },
-        process_servers: BTreeMap::from([(spec.process_server.clone(), ProcessServer { healthy: true })]),
+        configuration_server: ConfigurationServer {
+            name: spec.configuration_server.clone(),
+            connected: true,
+        },
+        process_servers: BTreeMap::from([(
+            spec.process_server.clone(),
+            ProcessServer { healthy: true },
+        )]),
         vcenters: BTreeMap::from([(
             spec.vcenter.clone(),
             Vcenter {
@@ -192,7 +237,12 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
             .replication_groups
             .iter()
             .map(|(name, members)| {
-                (name.clone(), ReplicationGroup { machines: members.iter().cloned().map(Spanned::bare).collect() })
+                (
+                    name.clone(),
+                    ReplicationGroup {
+                        machines: members.iter().cloned().map(Spanned::bare).collect(),
+                    },
+                )
             })
             .collect(),
         failed_over_at: Some(now),

@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use lifeboat_engine::model::Timestamp;
 use lifeboat_engine::provider::facts::{
-    AppliedSettings, ConfigurationServerFacts, DatastoreFacts, EsxiHostFacts, MachineFacts, MasterTargetFacts,
-    ProcessServerFacts, RunningFact, VcenterFacts, VmwareVmFacts,
+    AppliedSettings, ConfigurationServerFacts, DatastoreFacts, EsxiHostFacts, MachineFacts,
+    MasterTargetFacts, ProcessServerFacts, RunningFact, VcenterFacts, VmwareVmFacts,
 };
 use lifeboat_engine::provider::{
-    Facts, OperationId, OperationOutcome, OperationRequest, OperationStatus, Provider, ProviderError, ProviderInfo,
-    RefreshRequest,
+    Facts, OperationId, OperationOutcome, OperationRequest, OperationStatus, Provider,
+    ProviderError, ProviderInfo, RefreshRequest,
 };
 
 pub use store::WorldError;
@@ -79,7 +79,9 @@ impl SimProvider {
             })
         })
         .await
-        .map_err(|e| ProviderError::permanent(None, format!("the world transaction was interrupted: {e}")))?;
+        .map_err(|e| {
+            ProviderError::permanent(None, format!("the world transaction was interrupted: {e}"))
+        })?;
         result.map_err(world_error)
     }
 }
@@ -93,14 +95,19 @@ fn settle(world: &mut World, now: Timestamp) {
     if world.failed_over_at.is_none() {
         world.failed_over_at = Some(now);
     }
-    let (mut done, running): (Vec<_>, Vec<_>) = world.running.drain(..).partition(|op| op.ends_at <= now);
+    let (mut done, running): (Vec<_>, Vec<_>) =
+        world.running.drain(..).partition(|op| op.ends_at <= now);
     world.running = running;
     done.sort_by_key(|op| op.ends_at);
     for op in done {
         let result = rules::complete(world, &op);
         let (event, code, message) = match result {
             Ok(()) => (Event::Finished, None, None),
-            Err(error) => (Event::Failed, error.code.clone(), Some(error.message.clone())),
+            Err(error) => (
+                Event::Failed,
+                error.code.clone(),
+                Some(error.message.clone()),
+            ),
         };
         world.history.push(HistoryEntry {
             at: op.ends_at,
@@ -125,26 +132,34 @@ fn status_of(world: &World, id: &OperationId) -> OperationStatus {
     if world.running.iter().any(|op| &op.id == id) {
         return OperationStatus::Running;
     }
-    let last = world
-        .history
-        .iter()
-        .rev()
-        .find(|entry| &entry.operation == id && matches!(entry.event, Event::Finished | Event::Failed));
+    let last = world.history.iter().rev().find(|entry| {
+        &entry.operation == id && matches!(entry.event, Event::Finished | Event::Failed)
+    });
     match last {
         Some(entry) if entry.event == Event::Finished => OperationStatus::Succeeded,
         Some(entry) => OperationStatus::Failed(ProviderError::permanent(
             entry.code.clone(),
-            entry.message.clone().unwrap_or_else(|| format!("operation `{id}` failed")),
+            entry
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("operation `{id}` failed")),
         )),
         None => OperationStatus::Unknown,
     }
 }
 
 fn step(world: &mut World, now: Timestamp, request: &OperationRequest) -> Step {
-    let outcome = || OperationOutcome { id: request.id.clone(), stage: request.kind.to_stage() };
+    let outcome = || OperationOutcome {
+        id: request.id.clone(),
+        stage: request.kind.to_stage(),
+    };
     match status_of(world, &request.id) {
         OperationStatus::Running => {
-            let ends = world.running.iter().find(|op| op.id == request.id).map_or(now, |op| op.ends_at);
+            let ends = world
+                .running
+                .iter()
+                .find(|op| op.id == request.id)
+                .map_or(now, |op| op.ends_at);
             return Step::Wait(ends);
         }
         OperationStatus::Succeeded => return Step::Done(Ok(outcome())),
@@ -161,8 +176,16 @@ fn step(world: &mut World, now: Timestamp, request: &OperationRequest) -> Step {
         message,
     };
     if let Err(error) = rules::start(world, now, request) {
-        let event = if error.is_transient() { Event::Rejected } else { Event::Failed };
-        world.history.push(entry(event, error.code.clone(), Some(error.message.clone())));
+        let event = if error.is_transient() {
+            Event::Rejected
+        } else {
+            Event::Failed
+        };
+        world.history.push(entry(
+            event,
+            error.code.clone(),
+            Some(error.message.clone()),
+        ));
         return Step::Done(Err(error));
     }
     let ends_at = world::after(now, world.timing.real(world.timing.seconds(request.kind)));
@@ -188,22 +211,33 @@ fn step(world: &mut World, now: Timestamp, request: &OperationRequest) -> Step {
 #[async_trait::async_trait]
 impl Provider for SimProvider {
     fn describe(&self) -> ProviderInfo {
-        ProviderInfo { kind: "sim", identity: self.path.display().to_string() }
+        ProviderInfo {
+            kind: "sim",
+            identity: self.path.display().to_string(),
+        }
     }
 
     async fn refresh(&self, request: &RefreshRequest) -> Result<Facts, ProviderError> {
         let request = request.clone();
-        self.transact(move |world, now| facts(world, now, &request)).await
+        self.transact(move |world, now| facts(world, now, &request))
+            .await
     }
 
     async fn run(&self, request: &OperationRequest) -> Result<OperationOutcome, ProviderError> {
         loop {
             let owned = request.clone();
-            match self.transact(move |world, now| step(world, now, &owned)).await? {
+            match self
+                .transact(move |world, now| step(world, now, &owned))
+                .await?
+            {
                 Step::Done(result) => return result,
                 Step::Wait(until) => {
                     let now = jiff::Timestamp::now();
-                    let left = until.0.duration_since(now).try_into().unwrap_or(Duration::ZERO);
+                    let left = until
+                        .0
+                        .duration_since(now)
+                        .try_into()
+                        .unwrap_or(Duration::ZERO);
                     tokio::time::sleep(left.clamp(Duration::from_millis(5), MAX_POLL)).await;
                 }
             }
@@ -221,10 +255,16 @@ impl Provider for SimProvider {
 fn facts(world: &World, now: Timestamp, request: &RefreshRequest) -> Facts {
     let mut facts = Facts::default();
     if world.configuration_server.name == request.configuration_server {
-        facts.configuration_server = Some(ConfigurationServerFacts { connected: Some(world.configuration_server.connected) });
+        facts.configuration_server = Some(ConfigurationServerFacts {
+            connected: Some(world.configuration_server.connected),
+        });
     }
-    facts.process_server =
-        world.process_servers.get(&request.process_server).map(|ps| ProcessServerFacts { healthy: Some(ps.healthy) });
+    facts.process_server = world
+        .process_servers
+        .get(&request.process_server)
+        .map(|ps| ProcessServerFacts {
+            healthy: Some(ps.healthy),
+        });
     facts.vcenter = world.vcenters.get(&request.vcenter).map(|vc| VcenterFacts {
         connected: Some(vc.connected),
         discovered: Some(vc.discovered),
@@ -247,7 +287,12 @@ fn facts(world: &World, now: Timestamp, request: &RefreshRequest) -> Facts {
                 EsxiHostFacts {
                     vcenter: Some(host.vcenter.value.clone()),
                     memory_free_gib: Some(host.memory_free_gib),
-                    datastores: Some(host.datastores.iter().map(|(k, v)| (k.value.clone(), v.value)).collect()),
+                    datastores: Some(
+                        host.datastores
+                            .iter()
+                            .map(|(k, v)| (k.value.clone(), v.value))
+                            .collect(),
+                    ),
                     vms: Some(host.vms.iter().cloned().collect()),
                 },
             );
@@ -255,7 +300,13 @@ fn facts(world: &World, now: Timestamp, request: &RefreshRequest) -> Facts {
     }
     for name in &request.datastores {
         if let Some(ds) = world.datastores.get(name) {
-            facts.datastores.insert(name.clone(), DatastoreFacts { kind: Some(ds.kind), free_gib: Some(ds.free_gib) });
+            facts.datastores.insert(
+                name.clone(),
+                DatastoreFacts {
+                    kind: Some(ds.kind),
+                    free_gib: Some(ds.free_gib),
+                },
+            );
         }
     }
     for name in &request.master_targets {
@@ -275,11 +326,19 @@ fn facts(world: &World, now: Timestamp, request: &RefreshRequest) -> Facts {
         }
     }
     for name in &request.machines {
-        let Some(machine) = world.machines.get(name) else { continue };
+        let Some(machine) = world.machines.get(name) else {
+            continue;
+        };
         let registers_at = rules::agent_registers_at(world, machine);
         let registered = registers_at.is_none_or(|at| at <= now);
         let settings = &machine.settings;
-        let applied = match (&settings.master_target, &settings.process_server, &settings.datastore, &settings.retention_drive, settings.recovery) {
+        let applied = match (
+            &settings.master_target,
+            &settings.process_server,
+            &settings.datastore,
+            &settings.retention_drive,
+            settings.recovery,
+        ) {
             (Some(mt), Some(ps), Some(ds), Some(rd), Some(recovery)) => Some(AppliedSettings {
                 master_target: mt.clone(),
                 process_server: ps.clone(),
@@ -293,7 +352,10 @@ fn facts(world: &World, now: Timestamp, request: &RefreshRequest) -> Facts {
             .running
             .iter()
             .find(|op| &op.machine == name)
-            .map(|op| RunningFact { operation: op.id.clone(), kind: op.kind });
+            .map(|op| RunningFact {
+                operation: op.id.clone(),
+                kind: op.kind,
+            });
         let vm = &machine.vmware_vm;
         facts.machines.insert(
             name.clone(),

@@ -22,20 +22,34 @@ use crate::world::{self, World};
 #[derive(Debug, thiserror::Error)]
 pub enum WorldError {
     #[error("cannot read the world file `{path}`: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write the world file `{path}`: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot lock the world file `{path}`: {source}")]
-    Lock { path: PathBuf, source: std::io::Error },
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file is not a valid world; the diagnostics label the world file.
     #[error("the world file `{}` is invalid: {}", .file.name(), first_message(.diagnostics))]
-    Invalid { file: Box<SourceFile>, diagnostics: Vec<Diagnostic> },
+    Invalid {
+        file: Box<SourceFile>,
+        diagnostics: Vec<Diagnostic>,
+    },
     #[error("cannot serialise the world: {0}")]
     Serialise(String),
 }
 
 fn first_message(diagnostics: &[Diagnostic]) -> String {
-    let first = diagnostics.first().map_or_else(String::new, |d| d.message.clone());
+    let first = diagnostics
+        .first()
+        .map_or_else(String::new, |d| d.message.clone());
     match diagnostics.len() {
         0 | 1 => first,
         n => format!("{first} (and {} more problems)", n - 1),
@@ -45,24 +59,37 @@ fn first_message(diagnostics: &[Diagnostic]) -> String {
 /// The async mutex of each world file in this process, keyed by its absolute path.
 pub(crate) fn gate(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
     static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
-    let key = std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf());
+    let key = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf());
     let gates = GATES.get_or_init(Default::default);
     // A poisoned map only means another thread panicked while inserting; the map itself is
     // still a valid map of mutexes.
-    let mut gates = gates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut gates = gates
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     gates.entry(key).or_default().clone()
 }
 
 /// Reads and parses a world file.
 pub fn read(path: &Path) -> Result<World, WorldError> {
-    let file = SourceFile::read(path).map_err(|source| WorldError::Read { path: path.to_path_buf(), source })?;
-    world::parse(&file).map_err(|diagnostics| WorldError::Invalid { file: Box::new(file), diagnostics })
+    let file = SourceFile::read(path).map_err(|source| WorldError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    world::parse(&file).map_err(|diagnostics| WorldError::Invalid {
+        file: Box::new(file),
+        diagnostics,
+    })
 }
 
 /// Writes a world atomically: a temporary file beside it, flushed, then renamed over it.
 pub fn write(path: &Path, world: &World) -> Result<(), WorldError> {
     let text = world::to_yaml(world).map_err(WorldError::Serialise)?;
-    let write_error = |source| WorldError::Write { path: path.to_path_buf(), source };
+    let write_error = |source| WorldError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -76,7 +103,10 @@ pub fn write(path: &Path, world: &World) -> Result<(), WorldError> {
 
 /// The lock file beside a world: `world.yaml` → `world.yaml.lock`.
 pub fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".lock");
     path.with_file_name(name)
 }
@@ -86,15 +116,26 @@ pub(crate) struct FileLock(#[allow(dead_code)] File);
 
 pub(crate) fn lock(path: &Path) -> Result<FileLock, WorldError> {
     let lock_path = lock_path(path);
-    let lock_error = |source| WorldError::Lock { path: lock_path.clone(), source };
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(lock_error)?;
+    let lock_error = |source| WorldError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(lock_error)?;
     file.lock().map_err(lock_error)?;
     Ok(FileLock(file))
 }
 
 /// One read-modify-write of the world under both locks. The world is written only when the
 /// change function changed it.
-pub(crate) fn transact_blocking<R>(path: &Path, change: impl FnOnce(&mut World) -> R) -> Result<R, WorldError> {
+pub(crate) fn transact_blocking<R>(
+    path: &Path,
+    change: impl FnOnce(&mut World) -> R,
+) -> Result<R, WorldError> {
     let _lock = lock(path)?;
     let mut world = read(path)?;
     let before = world.clone();

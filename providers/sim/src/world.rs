@@ -11,7 +11,8 @@ use std::fmt;
 use lifeboat_engine::diagnostic::{Diagnostic, codes};
 use lifeboat_engine::model::{NamedMap, Os, Recovery, Timestamp};
 use lifeboat_engine::provider::facts::{
-    AccountAccess, AzureReplica, DatastoreAccess, DatastoreType, HypervisorEdition, SourceKind, Stage,
+    AccountAccess, AzureReplica, DatastoreAccess, DatastoreType, HypervisorEdition, SourceKind,
+    Stage,
 };
 use lifeboat_engine::provider::{OperationId, OperationKind, ReprotectSettings};
 use lifeboat_engine::{SourceFile, Spanned, load};
@@ -241,7 +242,13 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Self { scale: 0.0, reprotect_s: reprotect_s(), failback_s: failback_s(), commit_s: commit_s(), reprotect_home_s: reprotect_s() }
+        Self {
+            scale: 0.0,
+            reprotect_s: reprotect_s(),
+            failback_s: failback_s(),
+            commit_s: commit_s(),
+            reprotect_home_s: reprotect_s(),
+        }
     }
 }
 
@@ -259,7 +266,11 @@ impl Timing {
     /// Real time for `simulated` seconds. A negative or non-finite scale counts as 0 (the
     /// loader rejects neither, so the simulator must not panic on them).
     pub fn real(&self, simulated: u64) -> jiff::SignedDuration {
-        let scale = if self.scale.is_finite() && self.scale > 0.0 { self.scale } else { 0.0 };
+        let scale = if self.scale.is_finite() && self.scale > 0.0 {
+            self.scale
+        } else {
+            0.0
+        };
         // Capped at about 30 years so that converting cannot overflow.
         let seconds = (simulated as f64 * scale).min(1e9);
         jiff::SignedDuration::from_secs_f64(seconds)
@@ -268,7 +279,10 @@ impl Timing {
 
 /// `at` plus a duration, saturating at the end of time instead of failing.
 pub fn after(at: Timestamp, duration: jiff::SignedDuration) -> Timestamp {
-    Timestamp(at.0.saturating_add(duration).unwrap_or(jiff::Timestamp::MAX))
+    Timestamp(
+        at.0.saturating_add(duration)
+            .unwrap_or(jiff::Timestamp::MAX),
+    )
 }
 
 /// An injected failure: the next `times` attempts of `operation` on `machine` fail with `code`.
@@ -418,29 +432,48 @@ pub fn parse(file: &SourceFile) -> Result<World, Vec<Diagnostic>> {
             _ => codes::WORLD_SCHEMA,
         };
         if diagnostic.message.ends_with("is empty") {
-            diagnostic.help = Some("create a world with `lifeboat sim init`; see `lifeboat schema world`".to_string());
+            diagnostic.help = Some(
+                "create a world with `lifeboat sim init`; see `lifeboat schema world`".to_string(),
+            );
         }
         vec![diagnostic]
     })?;
     let problems = references(&world);
-    if problems.is_empty() { Ok(world) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(world)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Every reference in the world must name an entry that exists.
 fn references(world: &World) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let mut dangling = |reference: &Spanned<String>, what: &str, known: &mut dyn Iterator<Item = &String>| {
-        let known: Vec<&str> = known.map(String::as_str).collect();
-        let help = match lifeboat_engine::diagnostic::did_you_mean(&reference.value, known.iter().copied()) {
-            Some(suggestion) => format!("did you mean `{suggestion}`?"),
-            None => format!("add `{}` under `{what}s`, or name one that exists", reference.value),
-        };
-        out.push(
-            Diagnostic::error(codes::WORLD_UNKNOWN_REFERENCE, format!("unknown {what} `{}`", reference.value))
-                .with_label(reference.span, format!("no {what} of this name in the world"))
+    let mut dangling =
+        |reference: &Spanned<String>, what: &str, known: &mut dyn Iterator<Item = &String>| {
+            let known: Vec<&str> = known.map(String::as_str).collect();
+            let help = match lifeboat_engine::diagnostic::did_you_mean(
+                &reference.value,
+                known.iter().copied(),
+            ) {
+                Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                None => format!(
+                    "add `{}` under `{what}s`, or name one that exists",
+                    reference.value
+                ),
+            };
+            out.push(
+                Diagnostic::error(
+                    codes::WORLD_UNKNOWN_REFERENCE,
+                    format!("unknown {what} `{}`", reference.value),
+                )
+                .with_label(
+                    reference.span,
+                    format!("no {what} of this name in the world"),
+                )
                 .with_help(help),
-        );
-    };
+            );
+        };
     for host in world.esxi_hosts.values() {
         if !world.vcenters.contains_key(&host.vcenter.value) {
             dangling(&host.vcenter, "vcenter", &mut world.vcenters.keys());

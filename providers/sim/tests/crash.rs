@@ -20,7 +20,13 @@ fn killing_the_process_mid_operation_neither_loses_nor_repeats_it() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lifeboat-sim-run"))
         .arg(&path)
         .args(["web-01", "reprotect", &request.id.0])
-        .args([&settings.master_target, &settings.process_server, &settings.datastore, &settings.retention_drive, "original"])
+        .args([
+            &settings.master_target,
+            &settings.process_server,
+            &settings.datastore,
+            &settings.retention_drive,
+            "original",
+        ])
         .spawn()
         .expect("the driver starts");
 
@@ -32,31 +38,54 @@ fn killing_the_process_mid_operation_neither_loses_nor_repeats_it() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "the driver never started the operation");
-        assert!(child.try_wait().expect("the driver is alive").is_none(), "the driver exited early");
+        assert!(
+            Instant::now() < deadline,
+            "the driver never started the operation"
+        );
+        assert!(
+            child.try_wait().expect("the driver is alive").is_none(),
+            "the driver exited early"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     child.kill().expect("the driver is killed");
     child.wait().expect("the driver is reaped");
 
     let sim = provider(&path);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     runtime.block_on(async {
         let status = sim.status(&request.id).await.expect("the status reads");
         assert!(
-            matches!(status, OperationStatus::Running | OperationStatus::Succeeded),
+            matches!(
+                status,
+                OperationStatus::Running | OperationStatus::Succeeded
+            ),
             "the operation was lost: {status:?}"
         );
         // Reconciliation: running the same id again awaits the operation the dead process
         // started instead of starting another.
         let outcome = sim.run(&request).await.expect("the operation finishes");
         assert_eq!(outcome.id, request.id);
-        assert_eq!(sim.status(&request.id).await.expect("reads"), OperationStatus::Succeeded);
+        assert_eq!(
+            sim.status(&request.id).await.expect("reads"),
+            OperationStatus::Succeeded
+        );
 
         let world = sim.world().await.expect("reads");
-        let events: Vec<Event> =
-            world.history.iter().filter(|h| h.operation == request.id).map(|h| h.event).collect();
-        assert_eq!(events, [Event::Started, Event::Finished], "started exactly once, finished exactly once");
+        let events: Vec<Event> = world
+            .history
+            .iter()
+            .filter(|h| h.operation == request.id)
+            .map(|h| h.event)
+            .collect();
+        assert_eq!(
+            events,
+            [Event::Started, Event::Finished],
+            "started exactly once, finished exactly once"
+        );
         assert_eq!(world.master_targets["mt-linux-01"].disks_attached, 2);
         assert!(world.running.is_empty());
     });
@@ -70,12 +99,21 @@ fn a_new_process_finds_a_dead_processs_operation_finished() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lifeboat-sim-run"))
         .arg(&path)
         .args(["web-01", "reprotect", &request.id.0])
-        .args([&settings.master_target, &settings.process_server, &settings.datastore, &settings.retention_drive, "original"])
+        .args([
+            &settings.master_target,
+            &settings.process_server,
+            &settings.datastore,
+            &settings.retention_drive,
+            "original",
+        ])
         .spawn()
         .expect("the driver starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !store::read(&path).is_ok_and(|w| w.history.iter().any(|h| h.operation == request.id)) {
-        assert!(Instant::now() < deadline, "the driver never started the operation");
+        assert!(
+            Instant::now() < deadline,
+            "the driver never started the operation"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let _ = child.kill();
@@ -83,12 +121,25 @@ fn a_new_process_finds_a_dead_processs_operation_finished() {
     // 1,200 × 0.0002 = 0.24 s: by now the operation has ended, whether or not anyone watched.
     std::thread::sleep(Duration::from_millis(300));
     let sim = provider(&path);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     runtime.block_on(async {
-        assert_eq!(sim.status(&request.id).await.expect("reads"), OperationStatus::Succeeded);
+        assert_eq!(
+            sim.status(&request.id).await.expect("reads"),
+            OperationStatus::Succeeded
+        );
         let world = sim.world().await.expect("reads");
-        let starts = world.history.iter().filter(|h| h.operation == request.id && h.event == Event::Started).count();
+        let starts = world
+            .history
+            .iter()
+            .filter(|h| h.operation == request.id && h.event == Event::Started)
+            .count();
         assert_eq!(starts, 1);
-        assert_eq!(world.machines["web-01"].stage, lifeboat_engine::provider::Stage::Reprotected);
+        assert_eq!(
+            world.machines["web-01"].stage,
+            lifeboat_engine::provider::Stage::Reprotected
+        );
     });
 }

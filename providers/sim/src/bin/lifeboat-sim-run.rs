@@ -23,7 +23,9 @@ fn main() -> ExitCode {
         [w, m, k, i, ..] => (w, m, k, i),
         _ => return usage(),
     };
-    let Some(kind) = OperationKind::ALL.into_iter().find(|k| k.as_str() == kind) else { return usage() };
+    let Some(kind) = OperationKind::ALL.into_iter().find(|k| k.as_str() == kind) else {
+        return usage();
+    };
     let reprotect = match &args[4..] {
         [] => None,
         [mt, ps, ds, rd, recovery] => Some(ReprotectSettings {
@@ -31,7 +33,11 @@ fn main() -> ExitCode {
             process_server: ps.clone(),
             datastore: ds.clone(),
             retention_drive: rd.clone(),
-            recovery: if recovery == "alternate" { Recovery::Alternate } else { Recovery::Original },
+            recovery: if recovery == "alternate" {
+                Recovery::Alternate
+            } else {
+                Recovery::Original
+            },
             failback_policy: "auto".to_string(),
         }),
         _ => return usage(),
@@ -43,8 +49,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let request = OperationRequest { id: id.as_str().into(), machine: machine.clone(), kind, reprotect };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let request = OperationRequest {
+        id: id.as_str().into(),
+        machine: machine.clone(),
+        kind,
+        reprotect,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -57,7 +71,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {} ({})", error.message, error.code.as_deref().unwrap_or("no code"));
+            eprintln!(
+                "error: {} ({})",
+                error.message,
+                error.code.as_deref().unwrap_or("no code")
+            );
             ExitCode::FAILURE
         }
     }

@@ -38,7 +38,10 @@ pub fn spec() -> InitSpec {
             machine("db-01", Recovery::Original, vec![128]),
             machine("db-02", Recovery::Original, vec![128]),
         ],
-        replication_groups: vec![("pair".to_string(), vec!["db-01".to_string(), "db-02".to_string()])],
+        replication_groups: vec![(
+            "pair".to_string(),
+            vec!["db-01".to_string(), "db-02".to_string()],
+        )],
     }
 }
 
@@ -68,7 +71,11 @@ pub fn settings(master_target: &str, recovery: Recovery) -> ReprotectSettings {
 }
 
 pub fn request(id: &str, machine: &str, kind: OperationKind) -> OperationRequest {
-    let recovery = if machine == "app-01" { Recovery::Alternate } else { Recovery::Original };
+    let recovery = if machine == "app-01" {
+        Recovery::Alternate
+    } else {
+        Recovery::Original
+    };
     OperationRequest {
         id: id.into(),
         machine: machine.to_string(),
@@ -78,5 +85,9 @@ pub fn request(id: &str, machine: &str, kind: OperationKind) -> OperationRequest
 }
 
 pub fn reprotect(machine: &str) -> OperationRequest {
-    request(&format!("reprotect-{machine}"), machine, OperationKind::Reprotect)
+    request(
+        &format!("reprotect-{machine}"),
+        machine,
+        OperationKind::Reprotect,
+    )
 }

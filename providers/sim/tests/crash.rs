@@ -143,3 +143,29 @@ fn a_new_process_finds_a_dead_processs_operation_finished() {
         );
     });
 }
+
+#[cfg(unix)]
+#[test]
+fn writing_keeps_the_worlds_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, path) = world(|_| {});
+    assert_eq!(
+        std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let world = store::read(&path).expect("reads");
+    store::write(&path, &world).expect("writes");
+    assert_eq!(
+        std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+}

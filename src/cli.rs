@@ -25,10 +25,38 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
         format: DiagnosticFormat,
     },
+    /// Refresh the facts of both sites and run every preflight check (a first version: it
+    /// reports, it does not yet plan changes).
+    Plan {
+        /// The plan file.
+        #[arg(default_value = "lifeboat.yaml")]
+        plan: PathBuf,
+    },
+    /// Work with the simulated estate of the `sim` provider.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
     /// Print a JSON Schema.
     Schema {
         #[arg(value_enum)]
         which: SchemaKind,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Write a world consistent with the plan: every machine `failed-over`, every fact healthy.
+    Init {
+        /// The plan file; the world is written where its `provider.sim.world` points.
+        #[arg(default_value = "lifeboat.yaml")]
+        plan: PathBuf,
+        /// Overwrite an existing world (its history is lost).
+        #[arg(long)]
+        force: bool,
+        /// Copy this starting world instead of generating one from the plan.
+        #[arg(long, value_name = "WORLD")]
+        from: Option<PathBuf>,
     },
 }
 
@@ -42,4 +70,6 @@ pub enum DiagnosticFormat {
 pub enum SchemaKind {
     /// The plan file.
     Plan,
+    /// The `sim` provider's world file.
+    World,
 }

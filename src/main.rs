@@ -14,6 +14,10 @@ fn main() -> std::process::ExitCode {
     let exit = match cli.command {
         Command::Validate { plan, format } => commands::validate::run(&plan, format),
         Command::Schema { which } => commands::schema::run(which),
+        Command::Plan { plan } => commands::plan::run(&plan),
+        Command::Sim {
+            command: cli::SimCommand::Init { plan, force, from },
+        } => commands::sim::init(&plan, force, from.as_deref()),
     };
     std::process::ExitCode::from(exit as u8)
 }

@@ -26,6 +26,46 @@ pub mod codes {
     pub const BOOT_ORDER_MULTIPLE_GROUPS: &str = "boot-order::multiple-groups";
     pub const MAINTENANCE_WINDOW_INVALID: &str = "maintenance-window::invalid";
 
+    pub const PREFLIGHT_CONFIGURATION_SERVER: &str = "preflight::configuration-server";
+    pub const PREFLIGHT_PROCESS_SERVER: &str = "preflight::process-server";
+    pub const PREFLIGHT_MASTER_TARGET_SNAPSHOTS: &str = "preflight::master-target-snapshots";
+    pub const PREFLIGHT_MASTER_TARGET: &str = "preflight::master-target";
+    pub const PREFLIGHT_RETENTION_DRIVE: &str = "preflight::retention-drive";
+    pub const PREFLIGHT_VCENTER: &str = "preflight::vcenter";
+    pub const PREFLIGHT_VCENTER_PERMISSIONS: &str = "preflight::vcenter-permissions";
+    pub const PREFLIGHT_DISK_UUID_CONFLICT: &str = "preflight::disk-uuid-conflict";
+    pub const PREFLIGHT_DATASTORE: &str = "preflight::datastore";
+    pub const PREFLIGHT_UNSUPPORTED_FAILBACK: &str = "preflight::unsupported-failback";
+    pub const PREFLIGHT_AGENT_NOT_REGISTERED: &str = "preflight::agent-not-registered";
+    pub const PREFLIGHT_VM_POWERED_ON: &str = "preflight::vm-powered-on";
+    pub const PREFLIGHT_NAME_CLASH: &str = "preflight::name-clash";
+    pub const PREFLIGHT_ESXI_MEMORY: &str = "preflight::esxi-memory";
+    pub const PREFLIGHT_MAINTENANCE_WINDOW: &str = "preflight::maintenance-window";
+
+    /// The preflight codes, in the order DESIGN.md §5 lists them.
+    pub const PREFLIGHT: &[&str] = &[
+        PREFLIGHT_CONFIGURATION_SERVER,
+        PREFLIGHT_PROCESS_SERVER,
+        PREFLIGHT_MASTER_TARGET_SNAPSHOTS,
+        PREFLIGHT_MASTER_TARGET,
+        PREFLIGHT_RETENTION_DRIVE,
+        PREFLIGHT_VCENTER,
+        PREFLIGHT_VCENTER_PERMISSIONS,
+        PREFLIGHT_DISK_UUID_CONFLICT,
+        PREFLIGHT_DATASTORE,
+        PREFLIGHT_UNSUPPORTED_FAILBACK,
+        PREFLIGHT_AGENT_NOT_REGISTERED,
+        PREFLIGHT_VM_POWERED_ON,
+        PREFLIGHT_NAME_CLASH,
+        PREFLIGHT_ESXI_MEMORY,
+        PREFLIGHT_MAINTENANCE_WINDOW,
+    ];
+
+    /// Problems in a `sim` world file (not a plan file, so not `plan::*`).
+    pub const WORLD_SYNTAX: &str = "world::syntax";
+    pub const WORLD_SCHEMA: &str = "world::schema";
+    pub const WORLD_UNKNOWN_REFERENCE: &str = "world::unknown-reference";
+
     /// The static codes, in the order DESIGN.md §5 lists them.
     pub const STATIC: &[&str] = &[
         PLAN_SYNTAX,

@@ -9,6 +9,8 @@ pub mod diagnostic;
 pub mod generate;
 pub mod load;
 pub mod model;
+pub mod preflight;
+pub mod provider;
 pub mod schema;
 pub mod source;
 pub mod span;

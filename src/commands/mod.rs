@@ -1,4 +1,7 @@
+pub mod plan;
+pub mod provider;
 pub mod schema;
+pub mod sim;
 pub mod validate;
 
 /// What a command asks the process to exit with (DESIGN.md §6).

@@ -3,6 +3,8 @@
 
 mod examples;
 mod malformed;
+mod preflight;
 mod schemas;
+mod sim_world;
 mod util;
 mod validate_fixtures;

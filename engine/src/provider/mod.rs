@@ -1,0 +1,243 @@
+//! The provider trait: how the engine talks to the sites (DESIGN.md §4).
+//!
+//! Architecture invariant: the engine knows no provider. It builds typed requests
+//! ([`RefreshRequest`], [`OperationRequest`]) from the plan and hands them to a
+//! `dyn Provider` the CLI chose; a provider never sees the plan file. The trait is object
+//! safe (through `async_trait`) so the choice is made at run time from `plan.provider`.
+//!
+//! Crash safety rests on one property of [`Provider::run`]: it is idempotent by the
+//! engine-chosen [`OperationId`]. The engine records the id before it calls `run`; after a
+//! crash it calls `run` (or [`Provider::status`]) again with the same id, and the provider
+//! awaits or reports the operation it already has instead of starting a second one.
+
+pub mod facts;
+
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use facts::{Facts, Stage};
+
+use crate::model::Recovery;
+
+/// A backend that can observe and change both sites.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync + fmt::Debug {
+    /// What this provider is and which estate it talks to.
+    fn describe(&self) -> ProviderInfo;
+
+    /// Observes the facts the request names. Things that do not exist are absent from the
+    /// answer; things the provider cannot observe are `None`.
+    async fn refresh(&self, request: &RefreshRequest) -> Result<Facts, ProviderError>;
+
+    /// Runs one operation to its end and returns when it has finished. Idempotent by
+    /// `request.id`: if an operation with that id is already running or finished, this awaits
+    /// or returns it and never starts it again.
+    async fn run(&self, request: &OperationRequest) -> Result<OperationOutcome, ProviderError>;
+
+    /// Reads the status of an operation, for reconciliation after a crash.
+    async fn status(&self, id: &OperationId) -> Result<OperationStatus, ProviderError>;
+}
+
+/// Identifies a provider and the estate it talks to; saved plans record it so that a plan
+/// made against one estate is not applied to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderInfo {
+    /// `sim`, `azure` or `plugin`.
+    pub kind: &'static str,
+    /// The estate: the world file for `sim`, the vault for `azure`.
+    pub identity: String,
+}
+
+/// The names the engine needs facts about, and nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefreshRequest {
+    pub vcenter: String,
+    pub configuration_server: String,
+    pub process_server: String,
+    pub esxi_hosts: Vec<String>,
+    pub datastores: Vec<String>,
+    pub master_targets: Vec<String>,
+    pub machines: Vec<String>,
+}
+
+/// The operation id the engine chose. Unique per operation attempt.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(transparent)]
+pub struct OperationId(pub String);
+
+impl fmt::Display for OperationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for OperationId {
+    fn from(id: &str) -> Self {
+        Self(id.to_string())
+    }
+}
+
+/// The four operations of the lifecycle (DESIGN.md §2).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperationKind {
+    Reprotect,
+    Failback,
+    Commit,
+    ReprotectHome,
+}
+
+impl OperationKind {
+    pub const ALL: [OperationKind; 4] = [
+        OperationKind::Reprotect,
+        OperationKind::Failback,
+        OperationKind::Commit,
+        OperationKind::ReprotectHome,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reprotect => "reprotect",
+            Self::Failback => "failback",
+            Self::Commit => "commit",
+            Self::ReprotectHome => "reprotect-home",
+        }
+    }
+
+    /// The stage a machine must be at for this operation to start.
+    pub fn from_stage(self) -> Stage {
+        match self {
+            Self::Reprotect => Stage::FailedOver,
+            Self::Failback => Stage::Reprotected,
+            Self::Commit => Stage::FailedBack,
+            Self::ReprotectHome => Stage::Committed,
+        }
+    }
+
+    /// The stage the machine reaches when the operation succeeds.
+    pub fn to_stage(self) -> Stage {
+        match self {
+            Self::Reprotect => Stage::Reprotected,
+            Self::Failback => Stage::FailedBack,
+            Self::Commit => Stage::Committed,
+            Self::ReprotectHome => Stage::Protected,
+        }
+    }
+
+    /// The operation that takes a machine forward from `stage`, if any.
+    pub fn from(stage: Stage) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.from_stage() == stage)
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One operation on one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRequest {
+    pub id: OperationId,
+    pub machine: String,
+    pub kind: OperationKind,
+    /// The reprotect settings; required for `reprotect`, ignored otherwise.
+    pub reprotect: Option<ReprotectSettings>,
+}
+
+/// What a reprotect sends (ASR's `ReverseReplicationInput` for InMage).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReprotectSettings {
+    pub master_target: String,
+    pub process_server: String,
+    pub datastore: String,
+    pub retention_drive: String,
+    pub recovery: Recovery,
+    /// The failback policy (`auto`: the one ASR created).
+    pub failback_policy: String,
+}
+
+/// A finished operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationOutcome {
+    pub id: OperationId,
+    /// The stage the machine reached.
+    pub stage: Stage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperationStatus {
+    /// The provider has no operation with this id: it never started (or was refused before
+    /// it started, with a transient error, and may be sent again).
+    Unknown,
+    Running,
+    Succeeded,
+    Failed(ProviderError),
+}
+
+/// Whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// Wait and retry: the agent has not registered yet, throttling (HTTP 429), a server
+    /// error (5xx), or another job still running on the same item.
+    Transient,
+    /// A person must act: every rule violation and ASR's 95226, 78052, 78093, 8061, 8038.
+    Permanent,
+}
+
+/// An error from a provider, with the provider's code and a message a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    /// The provider's code, e.g. ASR's `78093`.
+    pub code: Option<String>,
+    pub message: String,
+    /// How long to wait before retrying, when the provider says.
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn permanent(code: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Permanent,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn transient(code: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Transient,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+}

@@ -1,0 +1,169 @@
+//! Reading and writing the world file safely.
+//!
+//! Every change is one transaction: take the process-wide async mutex of this world (so the
+//! tasks of one lifeboat process queue instead of blocking threads), then an exclusive file
+//! lock on `WORLD.lock` (so two processes never interleave a read-modify-write), read, change,
+//! and write the result to a temporary file in the same directory that is renamed over the
+//! world. A reader therefore sees the old world or the new one, never half of either, and a
+//! process killed mid-write leaves the old world intact.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use lifeboat_engine::SourceFile;
+use lifeboat_engine::diagnostic::Diagnostic;
+
+use crate::world::{self, World};
+
+/// Why the world file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    #[error("cannot read the world file `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the world file `{path}`: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot lock the world file `{path}`: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not a valid world; the diagnostics label the world file.
+    #[error("the world file `{}` is invalid: {}", .file.name(), first_message(.diagnostics))]
+    Invalid {
+        file: Box<SourceFile>,
+        diagnostics: Vec<Diagnostic>,
+    },
+    #[error("cannot serialise the world: {0}")]
+    Serialise(String),
+}
+
+fn first_message(diagnostics: &[Diagnostic]) -> String {
+    let first = diagnostics
+        .first()
+        .map_or_else(String::new, |d| d.message.clone());
+    match diagnostics.len() {
+        0 | 1 => first,
+        n => format!("{first} (and {} more problems)", n - 1),
+    }
+}
+
+/// The async mutex of each world file in this process, keyed by its absolute path.
+pub(crate) fn gate(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let key = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    let gates = GATES.get_or_init(Default::default);
+    // A poisoned map only means another thread panicked while inserting; the map itself is
+    // still a valid map of mutexes.
+    let mut gates = gates
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    gates.entry(key).or_default().clone()
+}
+
+/// Reads and parses a world file.
+pub fn read(path: &Path) -> Result<World, WorldError> {
+    let file = SourceFile::read(path).map_err(|source| WorldError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    world::parse(&file).map_err(|diagnostics| WorldError::Invalid {
+        file: Box::new(file),
+        diagnostics,
+    })
+}
+
+/// Writes a world atomically: a temporary file beside it, flushed, then renamed over it.
+pub fn write(path: &Path, world: &World) -> Result<(), WorldError> {
+    let text = world::to_yaml(world).map_err(WorldError::Serialise)?;
+    let write_error = |source| WorldError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
+    // A temporary file is private (0600); the world keeps the permissions it had, and a new
+    // world gets the usual ones, so that renaming does not silently lock other readers out.
+    let permissions = match std::fs::metadata(path) {
+        Ok(metadata) => Some(metadata.permissions()),
+        Err(_) => default_permissions(),
+    };
+    if let Some(permissions) = permissions {
+        temp.as_file()
+            .set_permissions(permissions)
+            .map_err(write_error)?;
+    }
+    temp.write_all(text.as_bytes()).map_err(write_error)?;
+    temp.as_file().sync_all().map_err(write_error)?;
+    temp.persist(path).map_err(|e| write_error(e.error))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn default_permissions() -> Option<std::fs::Permissions> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn default_permissions() -> Option<std::fs::Permissions> {
+    None
+}
+
+/// The lock file beside a world: `world.yaml` → `world.yaml.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Holds the exclusive file lock until dropped (closing the file releases it).
+pub(crate) struct FileLock(#[allow(dead_code)] File);
+
+pub(crate) fn lock(path: &Path) -> Result<FileLock, WorldError> {
+    let lock_path = lock_path(path);
+    let lock_error = |source| WorldError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(lock_error)?;
+    file.lock().map_err(lock_error)?;
+    Ok(FileLock(file))
+}
+
+/// One read-modify-write of the world under both locks. The world is written only when the
+/// change function changed it.
+pub(crate) fn transact_blocking<R>(
+    path: &Path,
+    change: impl FnOnce(&mut World) -> R,
+) -> Result<R, WorldError> {
+    let _lock = lock(path)?;
+    let mut world = read(path)?;
+    let before = world.clone();
+    let result = change(&mut world);
+    if world != before {
+        write(path, &world)?;
+    }
+    Ok(result)
+}

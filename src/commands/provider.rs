@@ -1,0 +1,65 @@
+//! Choosing the provider a plan names. This is the one place that knows every provider crate:
+//! the engine only sees `dyn Provider`.
+
+use std::path::{Path, PathBuf};
+
+use lifeboat_engine::diagnostic::{Diagnostic, codes};
+use lifeboat_engine::model::{Plan, ProviderConfig};
+use lifeboat_engine::{SourceFile, Spanned};
+use lifeboat_provider_sim::{SimProvider, WorldError};
+
+use crate::render::diagnostics::render_human;
+
+/// Where a plan's world file is: `provider.sim.world`, relative to the plan file.
+pub fn world_path(plan_path: &Path, world: &Spanned<String>) -> PathBuf {
+    let dir = plan_path.parent().unwrap_or(Path::new(""));
+    dir.join(&world.value)
+}
+
+/// A provider ready to use, or the report of why not (already printed).
+pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<SimProvider, ()> {
+    let config = match &plan.provider.value {
+        ProviderConfig::Sim(config) => config,
+        other => {
+            let diagnostic = Diagnostic::error(
+                codes::PLAN_SCHEMA,
+                format!(
+                    "the `{}` provider is not available in this build yet",
+                    other.kind()
+                ),
+            )
+            .with_label(plan.provider.span, "only `sim` is implemented")
+            .with_help(
+                "use `provider: {sim: {world: world.yaml}}` to rehearse against a simulated estate",
+            );
+            eprint!("{}", render_human(&[diagnostic], file));
+            return Err(());
+        }
+    };
+    let path = world_path(plan_path, &config.world);
+    if !path.exists() {
+        let diagnostic = Diagnostic::error(
+            codes::WORLD_SYNTAX,
+            format!("the world file `{}` does not exist", path.display()),
+        )
+        .with_label(config.world.span, "no world here")
+        .with_help(format!(
+            "create it with `lifeboat sim init {}` (every machine failed over, every fact healthy), or copy a starting world with `--from`",
+            plan_path.display()
+        ));
+        eprint!("{}", render_human(&[diagnostic], file));
+        return Err(());
+    }
+    SimProvider::open(&path).map_err(|error| report_world_error(&error))
+}
+
+/// Prints a world error: the diagnostics against the world file where there are some.
+pub fn report_world_error(error: &WorldError) {
+    match error {
+        WorldError::Invalid { file, diagnostics } => {
+            eprint!("{}", render_human(diagnostics, file));
+            eprintln!("the world file `{}` is invalid", file.name());
+        }
+        other => eprintln!("error: {other}"),
+    }
+}

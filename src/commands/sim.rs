@@ -1,0 +1,157 @@
+//! `lifeboat sim init`: make the simulated estate a plan rehearses against.
+
+use std::path::Path;
+
+use lifeboat_engine::model::{Plan, ProviderConfig, Timestamp};
+use lifeboat_engine::validate::Validation;
+use lifeboat_engine::{load, validate};
+use lifeboat_provider_sim::init::{InitMachine, InitMasterTarget, InitSpec};
+use lifeboat_provider_sim::{World, store};
+
+use super::Exit;
+use super::provider::{report_world_error, world_path};
+use crate::render::diagnostics::{counts, render_human};
+
+pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
+    let file = match super::validate::read_plan(plan_path) {
+        Ok(file) => file,
+        Err(diagnostic) => {
+            eprint!(
+                "{}",
+                render_human(
+                    &[*diagnostic],
+                    &lifeboat_engine::SourceFile::new(
+                        plan_path.display().to_string(),
+                        plan_path,
+                        String::new()
+                    )
+                )
+            );
+            return Exit::Error;
+        }
+    };
+    let plan = match load::load_plan(&file) {
+        Ok(plan) => plan,
+        Err(diagnostic) => {
+            eprint!("{}", render_human(&[*diagnostic], &file));
+            return Exit::Error;
+        }
+    };
+    let validation = validate::validate(&plan);
+    if validation.has_errors() {
+        eprint!("{}", render_human(&validation.diagnostics, &file));
+        eprintln!(
+            "`{}` is invalid: {}; fix it before making a world for it",
+            file.name(),
+            counts(&validation.diagnostics)
+        );
+        return Exit::Error;
+    }
+    let ProviderConfig::Sim(config) = &plan.provider.value else {
+        eprintln!(
+            "error: `{}` uses the `{}` provider; `sim init` needs `provider: {{sim: {{world: …}}}}`",
+            file.name(),
+            plan.provider.value.kind()
+        );
+        return Exit::Error;
+    };
+    let path = world_path(plan_path, &config.world);
+    if path.exists() && !force {
+        eprintln!(
+            "error: the world file `{}` already exists; pass `--force` to replace it (its history is lost)",
+            path.display()
+        );
+        return Exit::Error;
+    }
+    let world: World = match from {
+        Some(start) => match store::read(start) {
+            Ok(world) => world,
+            Err(error) => {
+                report_world_error(&error);
+                return Exit::Error;
+            }
+        },
+        None => lifeboat_provider_sim::init::world_for(
+            &spec(&plan, &validation),
+            Timestamp(jiff::Timestamp::now()),
+        ),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Err(error) = std::fs::create_dir_all(dir)
+    {
+        eprintln!(
+            "error: cannot create the directory `{}`: {error}",
+            dir.display()
+        );
+        return Exit::Error;
+    }
+    if let Err(error) = store::write(&path, &world) {
+        eprintln!("error: {error}");
+        return Exit::Error;
+    }
+    let source = from.map_or_else(
+        || "generated from the plan".to_string(),
+        |f| format!("copied from `{}`", f.display()),
+    );
+    println!(
+        "wrote the world `{}` ({source}): {} machines",
+        path.display(),
+        world.machines.len()
+    );
+    Exit::Success
+}
+
+/// The estate the plan describes, as the simulator's typed input.
+fn spec(plan: &Plan, validation: &Validation) -> InitSpec {
+    InitSpec {
+        vcenter: plan.site.vcenter.value.clone(),
+        configuration_server: plan.site.configuration_server.value.clone(),
+        process_server: plan.site.process_server.value.clone(),
+        master_targets: plan
+            .master_targets
+            .iter()
+            .map(|(name, mt)| InitMasterTarget {
+                name: name.value.clone(),
+                os: mt.os.value,
+                esxi_host: mt.esxi_host.value.clone(),
+                retention_drive: mt.retention_drive.value.clone(),
+                datastores: mt.datastores.iter().map(|d| d.value.clone()).collect(),
+            })
+            .collect(),
+        machines: plan
+            .machines
+            .iter()
+            .enumerate()
+            .map(|(m, (name, machine))| InitMachine {
+                name: name.value.clone(),
+                os: machine.os.value,
+                recovery: machine.recovery(),
+                datastore: machine.datastore.value.clone(),
+                disks_gib: machine
+                    .disks_gib
+                    .as_ref()
+                    .map(|d| d.value.iter().map(|g| g.value).collect())
+                    .unwrap_or_default(),
+                master_target: validation
+                    .assignment
+                    .target_name(plan, m)
+                    .map(str::to_string),
+            })
+            .collect(),
+        replication_groups: plan
+            .replication_groups
+            .iter()
+            .map(|(name, group)| {
+                (
+                    name.value.clone(),
+                    group
+                        .machines
+                        .value
+                        .iter()
+                        .map(|m| m.value.clone())
+                        .collect(),
+                )
+            })
+            .collect(),
+    }
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use lifeboat_engine::diagnostic::{Diagnostic, codes};
 use lifeboat_engine::model::{Plan, ProviderConfig};
 use lifeboat_engine::{SourceFile, Spanned};
-use lifeboat_provider_sim::{SimProvider, WorldError};
+use lifeboat_provider_sim::{SimProvider, WorldError, store};
 
 use crate::render::diagnostics::render_human;
 
@@ -37,6 +37,31 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<SimProvi
         }
     };
     let path = world_path(plan_path, &config.world);
+    if !path.exists()
+        && let Some(start) = &config.start_from
+    {
+        let start_path = world_path(plan_path, start);
+        let created = store::read(&start_path).and_then(|world| {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| WorldError::Write {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            store::write(&path, &world)
+        });
+        match created {
+            Ok(()) => eprintln!(
+                "created the world `{}` from `{}` (delete it to start the rehearsal over)",
+                path.display(),
+                start_path.display()
+            ),
+            Err(error) => {
+                report_world_error(&error);
+                return Err(());
+            }
+        }
+    }
     if !path.exists() {
         let diagnostic = Diagnostic::error(
             codes::WORLD_SYNTAX,

@@ -87,8 +87,13 @@ impl ProviderConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimProviderConfig {
-    /// The world file, relative to the plan file.
+    /// The world file, relative to the plan file. The simulator reads and changes exactly
+    /// this file.
     pub world: Spanned<String>,
+    /// A starting world, relative to the plan file, copied to `world` when that file does not
+    /// exist yet. Lets a committed example keep its live world at an ignored path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_from: Option<Spanned<String>>,
 }
 
 /// Azure settings. Credentials are never part of the plan: they come from the environment or

@@ -8,6 +8,7 @@ pub mod assign;
 pub mod diagnostic;
 pub mod load;
 pub mod model;
+pub mod planner;
 pub mod preflight;
 pub mod provider;
 pub mod schema;

@@ -4,7 +4,8 @@
 //! CLI's business. A diagnostic's code is a `&'static str` from [`codes`] so a typo in a code
 //! is a compile error, not a silently different contract.
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::source::{Position, SourceFile};
 use crate::span::Span;
@@ -85,7 +86,7 @@ pub mod codes {
     ];
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -168,16 +169,16 @@ pub struct JsonReport {
     pub diagnostics: Vec<JsonDiagnostic>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JsonDiagnostic {
     pub severity: Severity,
-    pub code: &'static str,
+    pub code: String,
     pub message: String,
     pub help: Option<String>,
     pub labels: Vec<JsonLabel>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JsonLabel {
     pub file: String,
     pub message: String,
@@ -189,7 +190,7 @@ impl JsonDiagnostic {
     pub fn new(diagnostic: &Diagnostic, file: &SourceFile) -> Self {
         Self {
             severity: diagnostic.severity,
-            code: diagnostic.code,
+            code: diagnostic.code.to_string(),
             message: diagnostic.message.clone(),
             help: diagnostic.help.clone(),
             labels: diagnostic

@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod generate;
 pub mod load;
 pub mod model;
+pub mod planner;
 pub mod preflight;
 pub mod provider;
 pub mod schema;

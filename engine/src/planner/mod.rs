@@ -1,0 +1,471 @@
+//! Steps 5 and 6 of the engine: from the plan, its validation and the refreshed facts to an
+//! ordered list of changes and the operation DAG that `apply` walks.
+//!
+//! For every machine the planner lists the operations from its current stage to the goal
+//! (DESIGN.md §2), adds a `replace` first when a reprotected machine's settings drifted from
+//! the plan, and never plans a step backwards. The DAG's edges say "must finish before":
+//!
+//! - a machine's own operations run in lifecycle order;
+//! - a replication group's failbacks wait for every member's reprotect (one checkpoint node
+//!   per group, not an edge per pair of members);
+//! - boot groups fail back one after another (one checkpoint per boot group);
+//! - `depends_on` orders failbacks machine by machine.
+//!
+//! Every step is linear in machines plus edges written in the file. The change list is in a
+//! deterministic topological order (ties by plan order), so the same inputs always print the
+//! same plan.
+
+pub mod output;
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::cmp::Reverse;
+use std::fmt;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Goal, Plan};
+use crate::preflight::reprotect_settings;
+use crate::provider::facts::{AppliedSettings, Facts};
+use crate::provider::{OperationKind, ReprotectSettings, Stage};
+use crate::validate::Validation;
+
+/// What a change does (DESIGN.md §6 `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Reprotect,
+    Failback,
+    Commit,
+    ReprotectHome,
+    /// Disable protection and reprotect again with the plan's settings: a full resync.
+    Replace,
+    /// Forget a machine that left the plan; no provider call.
+    Release,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] =
+        [Self::Reprotect, Self::Failback, Self::Commit, Self::ReprotectHome, Self::Replace, Self::Release];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reprotect => "reprotect",
+            Self::Failback => "failback",
+            Self::Commit => "commit",
+            Self::ReprotectHome => "reprotect-home",
+            Self::Replace => "replace",
+            Self::Release => "release",
+        }
+    }
+
+    fn from_kind(kind: OperationKind) -> Self {
+        match kind {
+            OperationKind::Reprotect => Self::Reprotect,
+            OperationKind::Failback => Self::Failback,
+            OperationKind::Commit => Self::Commit,
+            OperationKind::ReprotectHome => Self::ReprotectHome,
+        }
+    }
+
+    /// The provider operation that carries the action out; `None` for `release`.
+    /// A `replace` ends in a reprotect with the new settings.
+    pub fn operation(self) -> Option<OperationKind> {
+        match self {
+            Self::Reprotect | Self::Replace => Some(OperationKind::Reprotect),
+            Self::Failback => Some(OperationKind::Failback),
+            Self::Commit => Some(OperationKind::Commit),
+            Self::ReprotectHome => Some(OperationKind::ReprotectHome),
+            Self::Release => None,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What could go wrong for the business if the change runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Risk {
+    /// The application is down between the Azure VM's shutdown and the VMware VM's start.
+    pub downtime: bool,
+    /// Every disk is copied again, not only the changes.
+    pub full_resync: bool,
+    /// Upper bound of data sent (DESIGN.md §1.1 rule 12: between 0 and the sum of the disks).
+    pub max_transfer_gib: u64,
+}
+
+impl Risk {
+    pub fn is_dangerous(&self) -> bool {
+        self.downtime || self.full_resync
+    }
+}
+
+/// One change of the plan: one action on one machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Change {
+    /// `ACTION ADDRESS`, unique in a plan, e.g. `failback machine.db-01`.
+    pub id: String,
+    /// `machine.NAME`.
+    pub address: String,
+    pub action: Action,
+    pub reason: String,
+    /// The machine's stage and settings before and after the change.
+    pub before: BTreeMap<String, String>,
+    pub after: BTreeMap<String, String>,
+    /// Ids of the changes and checkpoints this change waits for.
+    pub depends_on: Vec<String>,
+    pub risk: Risk,
+    /// What a reprotect or replace sends to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<ReprotectSettings>,
+}
+
+impl Change {
+    pub fn machine(&self) -> &str {
+        self.address.strip_prefix("machine.").unwrap_or(&self.address)
+    }
+}
+
+/// A node of the operation DAG: a change, or a checkpoint that joins many changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// Index into [`ExecutionPlan::changes`].
+    Change(usize),
+    /// A join point, e.g. `group.app reprotected`.
+    Checkpoint(String),
+}
+
+/// A machine the plan leaves alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Untouched {
+    pub address: String,
+    pub stage: Stage,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecutionPlan {
+    pub goal: Goal,
+    /// In a topological order of [`Self::graph`].
+    pub changes: Vec<Change>,
+    pub graph: DiGraph<Node, ()>,
+    /// Machines ahead of the goal, or missing at the site.
+    pub untouched: Vec<Untouched>,
+}
+
+impl ExecutionPlan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// How many changes of each action the plan has.
+    pub fn counts(&self) -> BTreeMap<Action, usize> {
+        let mut counts: BTreeMap<Action, usize> = Action::ALL.iter().map(|&a| (a, 0)).collect();
+        for change in &self.changes {
+            *counts.entry(change.action).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// The settings as before/after maps show them.
+fn settings_map(stage: Stage, settings: Option<(&str, &str, &str, &str, &str)>) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::from([("stage".to_string(), stage.as_str().to_string())]);
+    if let Some((mt, ps, ds, rd, recovery)) = settings {
+        map.insert("master_target".into(), mt.into());
+        map.insert("process_server".into(), ps.into());
+        map.insert("datastore".into(), ds.into());
+        map.insert("retention_drive".into(), rd.into());
+        map.insert("recovery".into(), recovery.into());
+    }
+    map
+}
+
+fn applied_tuple(s: &AppliedSettings) -> (&str, &str, &str, &str, &str) {
+    (&s.master_target, &s.process_server, &s.datastore, &s.retention_drive, s.recovery.as_str())
+}
+
+fn desired_tuple(s: &ReprotectSettings) -> (&str, &str, &str, &str, &str) {
+    (&s.master_target, &s.process_server, &s.datastore, &s.retention_drive, s.recovery.as_str())
+}
+
+/// The settings that differ, as `name: old → new` fragments.
+fn drift(applied: &AppliedSettings, desired: &ReprotectSettings) -> Vec<String> {
+    let names = ["master target", "process server", "datastore", "retention drive", "recovery"];
+    let old = applied_tuple(applied);
+    let new = desired_tuple(desired);
+    let pairs = [(old.0, new.0), (old.1, new.1), (old.2, new.2), (old.3, new.3), (old.4, new.4)];
+    names
+        .iter()
+        .zip(pairs)
+        .filter(|(_, (a, b))| a != b)
+        .map(|(name, (a, b))| format!("{name} `{a}` → `{b}`"))
+        .collect()
+}
+
+/// Builds the execution plan. `released` lists machines the state knows but the plan no
+/// longer names (with their last recorded stage).
+pub fn build(plan: &Plan, validation: &Validation, facts: &Facts, released: &[(String, Stage)]) -> ExecutionPlan {
+    let goal = Stage::from_goal(plan.goal());
+    let mut changes: Vec<Change> = Vec::new();
+    let mut untouched = Vec::new();
+    // Per machine, the change index of each action it gets.
+    let mut by_machine: Vec<BTreeMap<Action, usize>> = vec![BTreeMap::new(); plan.machines.len()];
+
+    for (m, (name, machine)) in plan.machines.iter().enumerate() {
+        let address = format!("machine.{}", name.value);
+        let Some(fact) = facts.machines.get(name.value.as_str()) else {
+            untouched.push(Untouched {
+                address,
+                stage: Stage::FailedOver,
+                reason: "not found at the site; see the preflight errors".to_string(),
+            });
+            continue;
+        };
+        let stage = fact.stage;
+        if stage > goal {
+            untouched.push(Untouched {
+                address,
+                stage,
+                reason: format!("is {stage}, past the goal `{goal}`; lifeboat never moves a machine backwards"),
+            });
+            continue;
+        }
+        let desired = reprotect_settings(plan, &validation.assignment, m);
+        let transfer = machine.disk_total_gib();
+        let chosen = validation.assignment.chosen.get(m).copied().unwrap_or(false);
+
+        let mut push = |action: Action, reason: String, before, after, risk, settings| {
+            by_machine[m].insert(action, changes.len());
+            changes.push(Change {
+                id: format!("{action} {address}"),
+                address: address.clone(),
+                action,
+                reason,
+                before,
+                after,
+                depends_on: Vec::new(),
+                risk,
+                settings,
+            });
+        };
+
+        if stage == Stage::Reprotected
+            && let (Some(applied), Some(desired)) = (&fact.settings, &desired)
+        {
+            let differences = drift(applied, desired);
+            if !differences.is_empty() {
+                push(
+                    Action::Replace,
+                    format!(
+                        "reprotected with other settings than the plan ({}); a reprotected machine changes them only by disabling protection and reprotecting again",
+                        differences.join(", ")
+                    ),
+                    settings_map(stage, Some(applied_tuple(applied))),
+                    settings_map(stage, Some(desired_tuple(desired))),
+                    Risk { downtime: false, full_resync: true, max_transfer_gib: transfer },
+                    Some(desired.clone()),
+                );
+            }
+        }
+
+        for kind in OperationKind::ALL {
+            if kind.from_stage() < stage || kind.to_stage() > goal {
+                continue;
+            }
+            let action = Action::from_kind(kind);
+            let (reason, risk, settings) = match kind {
+                OperationKind::Reprotect => {
+                    let Some(desired) = &desired else { continue };
+                    let how = if chosen { " (assigned by lifeboat)" } else { "" };
+                    let recovery = match machine.recovery() {
+                        crate::model::Recovery::Original => "original-location recovery: only changed blocks travel",
+                        crate::model::Recovery::Alternate => "alternate-location recovery: a new VM, every disk travels",
+                    };
+                    (
+                        format!(
+                            "replicate back through master target `{}`{how} and process server `{}`; {recovery}",
+                            desired.master_target, desired.process_server
+                        ),
+                        Risk {
+                            downtime: false,
+                            full_resync: machine.recovery() == crate::model::Recovery::Alternate,
+                            max_transfer_gib: transfer,
+                        },
+                        Some(desired.clone()),
+                    )
+                }
+                OperationKind::Failback => (
+                    "shuts the Azure VM down and starts the VMware VM: application downtime".to_string(),
+                    Risk { downtime: true, full_resync: false, max_transfer_gib: 0 },
+                    None,
+                ),
+                OperationKind::Commit => (
+                    "removes the Azure replicas; the failback can no longer be undone".to_string(),
+                    Risk::default(),
+                    None,
+                ),
+                OperationKind::ReprotectHome => (
+                    "protects the machine again, VMware → Azure (initial replication)".to_string(),
+                    Risk { downtime: false, full_resync: false, max_transfer_gib: transfer },
+                    None,
+                ),
+            };
+            let before_settings = fact.settings.as_ref().filter(|_| kind != OperationKind::Reprotect);
+            let after_settings = desired.as_ref().filter(|_| kind == OperationKind::Reprotect);
+            push(
+                action,
+                reason,
+                settings_map(kind.from_stage(), before_settings.map(applied_tuple)),
+                settings_map(kind.to_stage(), after_settings.map(desired_tuple)),
+                risk,
+                settings,
+            );
+        }
+    }
+
+    for (name, stage) in released {
+        changes.push(Change {
+            id: format!("release machine.{name}"),
+            address: format!("machine.{name}"),
+            action: Action::Release,
+            reason: "no longer in the plan: forgotten by the state; nothing happens at either site".to_string(),
+            before: settings_map(*stage, None),
+            after: BTreeMap::new(),
+            depends_on: Vec::new(),
+            risk: Risk::default(),
+            settings: None,
+        });
+    }
+
+    let graph = build_graph(plan, &changes, &by_machine);
+    order(changes, graph, plan.goal(), untouched)
+}
+
+fn build_graph(plan: &Plan, changes: &[Change], by_machine: &[BTreeMap<Action, usize>]) -> DiGraph<Node, ()> {
+    let mut graph: DiGraph<Node, ()> = DiGraph::with_capacity(changes.len() + 64, changes.len() * 2);
+    for i in 0..changes.len() {
+        graph.add_node(Node::Change(i));
+    }
+    let node = NodeIndex::new;
+    let first_reprotect = |m: usize| {
+        by_machine[m].get(&Action::Replace).or_else(|| by_machine[m].get(&Action::Reprotect)).copied()
+    };
+    let failback = |m: usize| by_machine[m].get(&Action::Failback).copied();
+
+    // A machine's own operations, in lifecycle order (a replace comes before everything).
+    for actions in by_machine {
+        let order = [Action::Replace, Action::Reprotect, Action::Failback, Action::Commit, Action::ReprotectHome];
+        let chain: Vec<usize> = order.iter().filter_map(|a| actions.get(a).copied()).collect();
+        for pair in chain.windows(2) {
+            graph.add_edge(node(pair[0]), node(pair[1]), ());
+        }
+    }
+
+    let index = plan.machines.index();
+    let resolve = |name: &str| index.get(name).copied();
+
+    // A group fails back only when every member is reprotected.
+    for (group_name, group) in plan.replication_groups.iter() {
+        let members: Vec<usize> = group.machines.value.iter().filter_map(|m| resolve(&m.value)).collect();
+        let reprotects: Vec<usize> = members.iter().filter_map(|&m| first_reprotect(m)).collect();
+        let failbacks: Vec<usize> = members.iter().filter_map(|&m| failback(m)).collect();
+        if reprotects.is_empty() || failbacks.is_empty() {
+            continue;
+        }
+        let checkpoint = graph.add_node(Node::Checkpoint(format!("group.{} reprotected", group_name.value)));
+        for r in reprotects {
+            graph.add_edge(node(r), checkpoint, ());
+        }
+        for f in failbacks {
+            graph.add_edge(checkpoint, node(f), ());
+        }
+    }
+
+    // Boot groups fail back one after another.
+    let mut previous: Option<NodeIndex> = None;
+    for group in plan.boot_order.iter() {
+        let failbacks: Vec<usize> =
+            group.machines.value.iter().filter_map(|m| resolve(&m.value)).filter_map(failback).collect();
+        if failbacks.is_empty() {
+            continue;
+        }
+        let checkpoint = graph.add_node(Node::Checkpoint(format!("boot group `{}` failed back", group.name.value)));
+        for &f in &failbacks {
+            if let Some(previous) = previous {
+                graph.add_edge(previous, node(f), ());
+            }
+            graph.add_edge(node(f), checkpoint, ());
+        }
+        previous = Some(checkpoint);
+    }
+
+    // `depends_on` orders failbacks.
+    for (m, (_, machine)) in plan.machines.iter().enumerate() {
+        let Some(f) = failback(m) else { continue };
+        for dep in &machine.depends_on {
+            if let Some(d) = resolve(&dep.value).and_then(failback) {
+                graph.add_edge(node(d), node(f), ());
+            }
+        }
+    }
+    graph
+}
+
+/// Puts the changes in a deterministic topological order (ties by the order they were made,
+/// which is plan order) and fills in each change's `depends_on`.
+fn order(changes: Vec<Change>, graph: DiGraph<Node, ()>, goal: Goal, untouched: Vec<Untouched>) -> ExecutionPlan {
+    let mut in_degree: Vec<usize> = graph.node_indices().map(|n| graph.neighbors_directed(n, petgraph::Incoming).count()).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        graph.node_indices().filter(|n| in_degree[n.index()] == 0).map(|n| Reverse(n.index())).collect();
+    let mut topological = Vec::with_capacity(graph.node_count());
+    while let Some(Reverse(n)) = ready.pop() {
+        topological.push(n);
+        for next in graph.neighbors_directed(NodeIndex::new(n), petgraph::Outgoing) {
+            in_degree[next.index()] -= 1;
+            if in_degree[next.index()] == 0 {
+                ready.push(Reverse(next.index()));
+            }
+        }
+    }
+    // Validation rejects every cycle the file can express; the planner adds none.
+    assert_eq!(topological.len(), graph.node_count(), "the operation graph has a cycle");
+
+    let ids: Vec<String> = changes.iter().map(|c| c.id.clone()).collect();
+    let id_of = |n: NodeIndex| match &graph[n] {
+        Node::Change(i) => ids[*i].clone(),
+        Node::Checkpoint(label) => label.clone(),
+    };
+    let mut position = vec![0usize; changes.len()];
+    let mut ordered_ids = Vec::with_capacity(changes.len());
+    for n in &topological {
+        if let Node::Change(i) = graph[NodeIndex::new(*n)] {
+            position[i] = ordered_ids.len();
+            ordered_ids.push(i);
+        }
+    }
+    let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+    let mut ordered = Vec::with_capacity(ordered_ids.len());
+    for &i in &ordered_ids {
+        let mut change = slots[i].take().expect("each change is placed once");
+        let mut deps: Vec<String> =
+            graph.neighbors_directed(NodeIndex::new(i), petgraph::Incoming).map(id_of).collect();
+        deps.sort();
+        change.depends_on = deps;
+        ordered.push(change);
+    }
+    // Renumber the graph's change nodes to the new order.
+    let graph = graph.map(
+        |_, node| match node {
+            Node::Change(i) => Node::Change(position[*i]),
+            other => other.clone(),
+        },
+        |_, _| (),
+    );
+    ExecutionPlan { goal, changes: ordered, graph, untouched }
+}

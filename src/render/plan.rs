@@ -1,0 +1,208 @@
+//! Plans for people: the terminal view and the Markdown of pull-request comments.
+//!
+//! Both read a [`PlanOutput`] (the JSON shape), so `plan`, `show SAVED` and CI all render the
+//! same data the same way. Dangerous changes (downtime, full resync, replace) come first in
+//! both views: they are what a reviewer must see.
+
+use std::fmt::Write as _;
+
+use lifeboat_engine::planner::output::{PlanOutput, Summary, gib};
+use lifeboat_engine::planner::{Action, Change};
+
+/// GitHub refuses comments over 65,536 characters; leave room for a note.
+pub const MARKDOWN_LIMIT: usize = 65_000;
+
+fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Reprotect => "+",
+        Action::Replace => "-/+",
+        Action::Failback => ">",
+        Action::Commit => "=",
+        Action::ReprotectHome => "^",
+        Action::Release => "-",
+    }
+}
+
+fn risk_words(change: &Change) -> String {
+    let mut words = Vec::new();
+    if change.action == Action::Replace {
+        words.push("replace".to_string());
+    }
+    if change.risk.downtime {
+        words.push("downtime".to_string());
+    }
+    if change.risk.full_resync {
+        words.push("full resync".to_string());
+    }
+    if change.risk.max_transfer_gib > 0 {
+        words.push(format!("up to {}", gib(change.risk.max_transfer_gib)));
+    }
+    words.join(", ")
+}
+
+fn is_dangerous(change: &Change) -> bool {
+    change.action == Action::Replace || change.risk.is_dangerous()
+}
+
+/// `key: old → new` lines for what the change alters.
+fn setting_lines(change: &Change) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (key, after) in &change.after {
+        match change.before.get(key) {
+            Some(before) if before == after => {}
+            Some(before) => lines.push(format!("~ {key}: {before} → {after}")),
+            None => lines.push(format!("+ {key}: {after}")),
+        }
+    }
+    for (key, before) in &change.before {
+        if !change.after.contains_key(key) {
+            lines.push(format!("- {key}: {before}"));
+        }
+    }
+    lines
+}
+
+/// "Plan: 12 to reprotect, 0 to fail back, …; downtime for 0 machines; up to 3.2 TiB to transfer"
+pub fn summary_line(summary: &Summary) -> String {
+    let count = |action: Action| summary.changes.get(&action).copied().unwrap_or(0);
+    let machines = |n: usize| if n == 1 { "1 machine".to_string() } else { format!("{n} machines") };
+    format!(
+        "Plan: {} to reprotect, {} to fail back, {} to commit, {} to reprotect home, {} to replace, {} to release; downtime for {}; up to {} to transfer.",
+        count(Action::Reprotect),
+        count(Action::Failback),
+        count(Action::Commit),
+        count(Action::ReprotectHome),
+        count(Action::Replace),
+        count(Action::Release),
+        machines(summary.downtime_machines),
+        gib(summary.max_transfer_gib),
+    )
+}
+
+pub fn render_human(output: &PlanOutput) -> String {
+    let mut out = String::new();
+    if output.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "No changes. Every machine is at the goal `{}` or left alone for a reason shown below.",
+            output.goal
+        );
+    } else {
+        let _ = writeln!(out, "lifeboat will make these changes to reach the goal `{}`:", output.goal);
+        let (dangerous, safe): (Vec<&Change>, Vec<&Change>) = output.changes.iter().partition(|c| is_dangerous(c));
+        for (title, changes) in [("Dangerous changes", dangerous), ("Other changes", safe)] {
+            if changes.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{title} ({}):", changes.len());
+            for change in changes {
+                let marker = if is_dangerous(change) { "!" } else { " " };
+                let risk = risk_words(change);
+                let _ = writeln!(
+                    out,
+                    "{marker} {:<3} {:<15} {:<32} {risk}",
+                    symbol(change.action),
+                    change.action.as_str(),
+                    change.address
+                );
+                let _ = writeln!(out, "        {}", change.reason);
+                for line in setting_lines(change) {
+                    let _ = writeln!(out, "        {line}");
+                }
+                if !change.depends_on.is_empty() {
+                    let _ = writeln!(out, "        after: {}", change.depends_on.join("; "));
+                }
+            }
+        }
+    }
+    if !output.untouched.is_empty() {
+        let _ = writeln!(out, "\nLeft alone ({}):", output.untouched.len());
+        for machine in &output.untouched {
+            let _ = writeln!(out, "  {:<32} {}", machine.address, machine.reason);
+        }
+    }
+    let _ = writeln!(out, "\n{}", summary_line(&output.summary));
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Markdown for a pull-request comment, never longer than [`MARKDOWN_LIMIT`] characters.
+pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
+    let mut head = String::new();
+    let _ = writeln!(head, "### lifeboat plan: `{}` → goal `{}`\n", escape(plan_name), output.goal);
+    let summary = &output.summary;
+    let _ = writeln!(head, "| action | changes |\n|---|---:|");
+    for (action, count) in &summary.changes {
+        let _ = writeln!(head, "| {} | {count} |", action.as_str());
+    }
+    let _ = writeln!(
+        head,
+        "\n**Downtime:** {} machine(s) · **Full resync:** {} change(s) · **Transfer:** up to {}\n",
+        summary.downtime_machines,
+        summary.full_resync_changes,
+        gib(summary.max_transfer_gib)
+    );
+    let errors = output.diagnostics.iter().filter(|d| d.severity == lifeboat_engine::Severity::Error).count();
+    if !output.diagnostics.is_empty() {
+        let _ = writeln!(head, "**Preflight:** {errors} error(s), {} warning(s)\n", output.diagnostics.len() - errors);
+        for d in output.diagnostics.iter().take(20) {
+            let _ = writeln!(head, "- `{}` {}", d.code, escape(&d.message));
+        }
+        head.push('\n');
+    }
+    if output.changes.is_empty() {
+        head.push_str("No changes.\n");
+        return head;
+    }
+
+    // Rows are added while they fit; the rest are counted in a closing note.
+    let reserve = 400;
+    let budget = MARKDOWN_LIMIT.saturating_sub(head.len() + reserve);
+    let mut body = String::new();
+    let mut shown = 0usize;
+    let dangerous: Vec<&Change> = output.changes.iter().filter(|c| is_dangerous(c)).collect();
+    let others: Vec<&Change> = output.changes.iter().filter(|c| !is_dangerous(c)).collect();
+    let mut full = false;
+    for (title, changes, folded) in [("⚠️ Dangerous changes", &dangerous, false), ("Other changes", &others, true)] {
+        if changes.is_empty() || full {
+            continue;
+        }
+        let mut section = String::new();
+        if folded {
+            let _ = writeln!(section, "<details><summary>{title} ({})</summary>\n", changes.len());
+        } else {
+            let _ = writeln!(section, "#### {title} ({})\n", changes.len());
+        }
+        section.push_str("| change | risk | reason |\n|---|---|---|\n");
+        let closing = if folded { "\n</details>\n" } else { "\n" };
+        for change in changes.iter() {
+            let row = format!(
+                "| `{}` | {} | {} |\n",
+                escape(&change.id),
+                escape(&risk_words(change)),
+                escape(&change.reason)
+            );
+            if body.len() + section.len() + row.len() + closing.len() > budget {
+                full = true;
+                break;
+            }
+            section.push_str(&row);
+            shown += 1;
+        }
+        section.push_str(closing);
+        body.push_str(&section);
+    }
+    let mut out = head + &body;
+    let left_out = output.changes.len() - shown;
+    if left_out > 0 {
+        let _ = writeln!(
+            out,
+            "\n_{left_out} of {} changes not shown to keep this comment under {MARKDOWN_LIMIT} characters; run `lifeboat show` on the saved plan for all of them._",
+            output.changes.len()
+        );
+    }
+    out
+}

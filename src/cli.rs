@@ -25,12 +25,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
         format: DiagnosticFormat,
     },
-    /// Refresh the facts of both sites and run every preflight check (a first version: it
-    /// reports, it does not yet plan changes).
+    /// Refresh both sites, run the preflight checks and show the changes `apply` would make.
     Plan {
         /// The plan file.
         #[arg(default_value = "lifeboat.yaml")]
         plan: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+        format: PlanFormat,
+        /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on errors.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Limit the plan to an address (`machine.NAME`, `group.NAME`, `master_target.NAME`)
+        /// and what it depends on; repeatable.
+        #[arg(long = "target", value_name = "ADDR")]
+        targets: Vec<String>,
     },
     /// Work with the simulated estate of the `sim` provider.
     Sim {
@@ -67,9 +75,19 @@ pub enum DiagnosticFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Json,
+    /// For pull-request comments: summary first, never over 65,000 characters.
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SchemaKind {
     /// The plan file.
     Plan,
+    /// The output of `plan --format json` and of saved plans.
+    PlanOutput,
     /// The `sim` provider's world file.
     World,
 }

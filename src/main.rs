@@ -14,7 +14,17 @@ fn main() -> std::process::ExitCode {
     let exit = match cli.command {
         Command::Validate { plan, format } => commands::validate::run(&plan, format),
         Command::Schema { which } => commands::schema::run(which),
-        Command::Plan { plan } => commands::plan::run(&plan),
+        Command::Plan {
+            plan,
+            format,
+            detailed_exitcode,
+            targets,
+        } => commands::plan::run(&commands::plan::PlanArgs {
+            plan: &plan,
+            format,
+            detailed_exitcode,
+            targets: &targets,
+        }),
         Command::Sim {
             command: cli::SimCommand::Init { plan, force, from },
         } => commands::sim::init(&plan, force, from.as_deref()),

@@ -26,6 +26,8 @@ pub mod codes {
     pub const BOOT_ORDER_CYCLE: &str = "boot-order::cycle";
     pub const BOOT_ORDER_MULTIPLE_GROUPS: &str = "boot-order::multiple-groups";
     pub const MAINTENANCE_WINDOW_INVALID: &str = "maintenance-window::invalid";
+    /// Warning: `--target` limits the plan to part of the estate.
+    pub const PLAN_TARGETED: &str = "plan::targeted";
 
     pub const PREFLIGHT_CONFIGURATION_SERVER: &str = "preflight::configuration-server";
     pub const PREFLIGHT_PROCESS_SERVER: &str = "preflight::process-server";
@@ -86,7 +88,9 @@ pub mod codes {
     ];
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,

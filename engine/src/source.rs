@@ -22,7 +22,9 @@ pub struct SourceFile {
 ///
 /// Columns count Unicode scalar values, the way editors and rustc count them, so a label
 /// after a `é` still lands under the right character.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Position {
     pub line: usize,
     pub column: usize,

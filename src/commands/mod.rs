@@ -9,4 +9,6 @@ pub mod validate;
 pub enum Exit {
     Success = 0,
     Error = 1,
+    /// Success with changes, under `--detailed-exitcode`.
+    Changes = 2,
 }

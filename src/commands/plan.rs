@@ -1,18 +1,35 @@
-//! `lifeboat plan` (first version): load and validate the plan, refresh the facts of both
-//! sites through the provider, run every preflight check, and show where each machine is
-//! against the goal. Building the change DAG and the diff is the planner's job, still to come.
+//! `lifeboat plan`: load and validate the plan, refresh the facts of both sites, run the
+//! preflight checks, and build the ordered changes that `apply` would carry out.
+//!
+//! Human output puts diagnostics on stderr and the plan on stdout; `--format json` and
+//! `--format markdown` put everything on stdout, diagnostics included, so CI can keep one
+//! artefact. Exit codes (DESIGN.md §6): 1 on any error; with `--detailed-exitcode`, 0 when
+//! there is nothing to do and 2 when there are changes.
 
+use std::collections::HashSet;
 use std::path::Path;
 
-use lifeboat_engine::provider::{OperationKind, Provider, Stage};
-use lifeboat_engine::{
-    Diagnostic, SourceFile, diagnostic, load, model::Timestamp, preflight, validate,
-};
+use lifeboat_engine::diagnostic::{JsonDiagnostic, codes};
+use lifeboat_engine::model::Timestamp;
+use lifeboat_engine::planner::output::PlanOutput;
+use lifeboat_engine::provider::Provider;
+use lifeboat_engine::{Diagnostic, SourceFile, diagnostic, load, planner, preflight, validate};
 
 use super::Exit;
+use crate::cli::PlanFormat;
 use crate::render::diagnostics::{counts, render_human};
+use crate::render::plan as render_plan;
 
-pub fn run(plan_path: &Path) -> Exit {
+#[derive(Debug)]
+pub struct PlanArgs<'a> {
+    pub plan: &'a Path,
+    pub format: PlanFormat,
+    pub detailed_exitcode: bool,
+    pub targets: &'a [String],
+}
+
+pub fn run(args: &PlanArgs<'_>) -> Exit {
+    let plan_path = args.plan;
     let file = match super::validate::read_plan(plan_path) {
         Ok(file) => file,
         Err(diagnostic) => {
@@ -38,6 +55,13 @@ pub fn run(plan_path: &Path) -> Exit {
         );
         return Exit::Error;
     }
+    let targets = match planner::resolve_targets(&plan, &validation, args.targets) {
+        Ok(targets) => targets,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::Error;
+        }
+    };
     let Ok(provider) = super::provider::open(plan_path, &plan, &file) else {
         return Exit::Error;
     };
@@ -77,54 +101,59 @@ pub fn run(plan_path: &Path) -> Exit {
         &facts,
         Timestamp(jiff::Timestamp::now()),
     ));
-    diagnostic::sort(&mut diagnostics);
-    eprint!("{}", render_human(&diagnostics, &file));
-
-    // Where each machine is against the goal.
-    let goal = Stage::from_goal(plan.goal());
-    let (mut at_goal, mut ahead, mut behind) = (0usize, 0usize, 0usize);
-    println!("goal: {goal}");
-    for (name, _) in plan.machines.iter() {
-        let Some(machine) = facts.machines.get(name.value.as_str()) else {
-            println!("  machine.{:<24} not found", name.value);
-            continue;
-        };
-        let stage = machine.stage;
-        let note = if let Some(running) = &machine.running {
-            format!(
-                "{} running (operation `{}`)",
-                running.kind, running.operation
-            )
-        } else if stage < goal {
-            behind += 1;
-            let steps: Vec<&str> = OperationKind::ALL
-                .into_iter()
-                .filter(|k| k.from_stage() >= stage && k.to_stage() <= goal)
-                .map(OperationKind::as_str)
-                .collect();
-            format!("needs {}", steps.join(", "))
-        } else if stage > goal {
-            ahead += 1;
-            "ahead of the goal; left alone".to_string()
-        } else {
-            at_goal += 1;
-            "at the goal".to_string()
-        };
-        println!("  machine.{:<24} {:<12} {note}", name.value, stage.as_str());
+    let mut execution = planner::build(&plan, &validation, &facts, &[]);
+    if !args.targets.is_empty() {
+        execution = execution.restrict(&targets);
+        diagnostics.push(targeted_warning(args.targets, &targets));
     }
-    println!(
-        "{} machines: {behind} behind the goal, {at_goal} at it, {ahead} ahead of it",
-        plan.machines.len()
-    );
-    let preflight_result = if diagnostics.is_empty() {
-        "preflight passed".to_string()
-    } else {
-        format!("preflight: {}", counts(&diagnostics))
-    };
-    println!("{preflight_result}");
+    diagnostic::sort(&mut diagnostics);
+
+    let json_diagnostics: Vec<JsonDiagnostic> = diagnostics
+        .iter()
+        .map(|d| JsonDiagnostic::new(d, &file))
+        .collect();
+    let output = PlanOutput::new(&execution, None, None, json_diagnostics);
+    match args.format {
+        PlanFormat::Human => {
+            eprint!("{}", render_human(&diagnostics, &file));
+            print!("{}", render_plan::render_human(&output));
+        }
+        PlanFormat::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&output).expect("plan output is plain data")
+            );
+        }
+        PlanFormat::Markdown => {
+            print!(
+                "{}",
+                render_plan::render_markdown(&output, &plan.name.value)
+            );
+        }
+    }
+
     if diagnostics.iter().any(Diagnostic::is_error) {
+        if args.format == PlanFormat::Human {
+            eprintln!("preflight failed: {}", counts(&diagnostics));
+        }
         Exit::Error
+    } else if args.detailed_exitcode && !execution.is_empty() {
+        Exit::Changes
     } else {
         Exit::Success
     }
+}
+
+/// A targeted plan is partial; say so, the way Terraform does, because the rest of the estate
+/// is not being checked for what it needs.
+fn targeted_warning(addresses: &[String], machines: &HashSet<String>) -> Diagnostic {
+    Diagnostic::warning(
+        codes::PLAN_TARGETED,
+        format!(
+            "this plan is limited to {} ({} machines) and what they depend on",
+            addresses.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
+            machines.len()
+        ),
+    )
+    .with_help("use `--target` to recover from a problem, not routinely: the rest of the estate is not planned")
 }

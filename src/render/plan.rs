@@ -44,15 +44,20 @@ fn is_dangerous(change: &Change) -> bool {
     change.action == Action::Replace || change.risk.is_dangerous()
 }
 
-/// `key: old → new` lines for what the change alters.
+/// What the change alters, compactly: the stage move, settings that change as `key: old →
+/// new` (one line each, they are what a reviewer checks), and settings that appear on one line.
 fn setting_lines(change: &Change) -> Vec<String> {
     let mut lines = Vec::new();
+    let mut added = Vec::new();
     for (key, after) in &change.after {
         match change.before.get(key) {
             Some(before) if before == after => {}
             Some(before) => lines.push(format!("~ {key}: {before} → {after}")),
-            None => lines.push(format!("+ {key}: {after}")),
+            None => added.push(format!("{key}={after}")),
         }
+    }
+    if !added.is_empty() {
+        lines.push(format!("+ {}", added.join(", ")));
     }
     for (key, before) in &change.before {
         if !change.after.contains_key(key) {
@@ -65,7 +70,13 @@ fn setting_lines(change: &Change) -> Vec<String> {
 /// "Plan: 12 to reprotect, 0 to fail back, …; downtime for 0 machines; up to 3.2 TiB to transfer"
 pub fn summary_line(summary: &Summary) -> String {
     let count = |action: Action| summary.changes.get(&action).copied().unwrap_or(0);
-    let machines = |n: usize| if n == 1 { "1 machine".to_string() } else { format!("{n} machines") };
+    let machines = |n: usize| {
+        if n == 1 {
+            "1 machine".to_string()
+        } else {
+            format!("{n} machines")
+        }
+    };
     format!(
         "Plan: {} to reprotect, {} to fail back, {} to commit, {} to reprotect home, {} to replace, {} to release; downtime for {}; up to {} to transfer.",
         count(Action::Reprotect),
@@ -88,8 +99,13 @@ pub fn render_human(output: &PlanOutput) -> String {
             output.goal
         );
     } else {
-        let _ = writeln!(out, "lifeboat will make these changes to reach the goal `{}`:", output.goal);
-        let (dangerous, safe): (Vec<&Change>, Vec<&Change>) = output.changes.iter().partition(|c| is_dangerous(c));
+        let _ = writeln!(
+            out,
+            "lifeboat will make these changes to reach the goal `{}`:",
+            output.goal
+        );
+        let (dangerous, safe): (Vec<&Change>, Vec<&Change>) =
+            output.changes.iter().partition(|c| is_dangerous(c));
         for (title, changes) in [("Dangerous changes", dangerous), ("Other changes", safe)] {
             if changes.is_empty() {
                 continue;
@@ -132,7 +148,12 @@ fn escape(text: &str) -> String {
 /// Markdown for a pull-request comment, never longer than [`MARKDOWN_LIMIT`] characters.
 pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
     let mut head = String::new();
-    let _ = writeln!(head, "### lifeboat plan: `{}` → goal `{}`\n", escape(plan_name), output.goal);
+    let _ = writeln!(
+        head,
+        "### lifeboat plan: `{}` → goal `{}`\n",
+        escape(plan_name),
+        output.goal
+    );
     let summary = &output.summary;
     let _ = writeln!(head, "| action | changes |\n|---|---:|");
     for (action, count) in &summary.changes {
@@ -145,9 +166,17 @@ pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
         summary.full_resync_changes,
         gib(summary.max_transfer_gib)
     );
-    let errors = output.diagnostics.iter().filter(|d| d.severity == lifeboat_engine::Severity::Error).count();
+    let errors = output
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == lifeboat_engine::Severity::Error)
+        .count();
     if !output.diagnostics.is_empty() {
-        let _ = writeln!(head, "**Preflight:** {errors} error(s), {} warning(s)\n", output.diagnostics.len() - errors);
+        let _ = writeln!(
+            head,
+            "**Preflight:** {errors} error(s), {} warning(s)\n",
+            output.diagnostics.len() - errors
+        );
         for d in output.diagnostics.iter().take(20) {
             let _ = writeln!(head, "- `{}` {}", d.code, escape(&d.message));
         }
@@ -166,13 +195,20 @@ pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
     let dangerous: Vec<&Change> = output.changes.iter().filter(|c| is_dangerous(c)).collect();
     let others: Vec<&Change> = output.changes.iter().filter(|c| !is_dangerous(c)).collect();
     let mut full = false;
-    for (title, changes, folded) in [("⚠️ Dangerous changes", &dangerous, false), ("Other changes", &others, true)] {
+    for (title, changes, folded) in [
+        ("⚠️ Dangerous changes", &dangerous, false),
+        ("Other changes", &others, true),
+    ] {
         if changes.is_empty() || full {
             continue;
         }
         let mut section = String::new();
         if folded {
-            let _ = writeln!(section, "<details><summary>{title} ({})</summary>\n", changes.len());
+            let _ = writeln!(
+                section,
+                "<details><summary>{title} ({})</summary>\n",
+                changes.len()
+            );
         } else {
             let _ = writeln!(section, "#### {title} ({})\n", changes.len());
         }

@@ -3,6 +3,7 @@
 
 mod examples;
 mod malformed;
+mod plan;
 mod preflight;
 mod schemas;
 mod sim_world;

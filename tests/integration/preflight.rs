@@ -134,9 +134,9 @@ fn a_healthy_world_passes_preflight_at_every_goal() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(preflight_codes(&output).is_empty());
-        assert!(stdout.contains("preflight passed"), "{stdout}");
+        assert!(stdout.contains("Plan: 2 to reprotect"), "{stdout}");
         assert!(
-            stdout.contains("machine.web-01") && stdout.contains("failed-over"),
+            stdout.contains("machine.web-01") && stdout.contains("failed-over → reprotected"),
             "{stdout}"
         );
     }
@@ -402,5 +402,5 @@ fn machines_at_the_goal_are_not_checked() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("2 at it"));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("No changes."));
 }

@@ -9,14 +9,16 @@ fn committed(name: &str) -> String {
 }
 
 #[test]
-fn plan_schema_is_up_to_date() {
-    let output = lifeboat().args(["schema", "plan"]).output().expect("runs");
-    assert!(output.status.success());
-    let generated = String::from_utf8(output.stdout).expect("UTF-8");
-    assert!(
-        generated == committed("plan.schema.json"),
-        "schemas/plan.schema.json is stale: run `cargo run -- schema plan > schemas/plan.schema.json`"
-    );
+fn committed_schemas_are_up_to_date() {
+    for (kind, file) in [("plan", "plan.schema.json"), ("plan-output", "plan-output.schema.json")] {
+        let output = lifeboat().args(["schema", kind]).output().expect("runs");
+        assert!(output.status.success());
+        let generated = String::from_utf8(output.stdout).expect("UTF-8");
+        assert!(
+            generated == committed(file),
+            "schemas/{file} is stale: run `cargo run -- schema {kind} > schemas/{file}`"
+        );
+    }
 }
 
 fn plan_validator() -> jsonschema::Validator {

@@ -176,5 +176,10 @@ fn the_example_world_matches_the_example_plan() {
         "{}",
         String::from_utf8_lossy(&plan.stderr)
     );
-    assert!(String::from_utf8_lossy(&plan.stdout).contains("preflight passed"));
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("Plan: 8 to reprotect"));
+    assert!(
+        plan.stderr.is_empty(),
+        "no diagnostics: {}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
 }

@@ -17,8 +17,8 @@
 
 pub mod output;
 
-use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -32,7 +32,9 @@ use crate::provider::{OperationKind, ReprotectSettings, Stage};
 use crate::validate::Validation;
 
 /// What a change does (DESIGN.md §6 `action`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     Reprotect,
@@ -46,8 +48,14 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 6] =
-        [Self::Reprotect, Self::Failback, Self::Commit, Self::ReprotectHome, Self::Replace, Self::Release];
+    pub const ALL: [Action; 6] = [
+        Self::Reprotect,
+        Self::Failback,
+        Self::Commit,
+        Self::ReprotectHome,
+        Self::Replace,
+        Self::Release,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -127,7 +135,9 @@ pub struct Change {
 
 impl Change {
     pub fn machine(&self) -> &str {
-        self.address.strip_prefix("machine.").unwrap_or(&self.address)
+        self.address
+            .strip_prefix("machine.")
+            .unwrap_or(&self.address)
     }
 }
 
@@ -174,7 +184,10 @@ impl ExecutionPlan {
 }
 
 /// The settings as before/after maps show them.
-fn settings_map(stage: Stage, settings: Option<(&str, &str, &str, &str, &str)>) -> BTreeMap<String, String> {
+fn settings_map(
+    stage: Stage,
+    settings: Option<(&str, &str, &str, &str, &str)>,
+) -> BTreeMap<String, String> {
     let mut map = BTreeMap::from([("stage".to_string(), stage.as_str().to_string())]);
     if let Some((mt, ps, ds, rd, recovery)) = settings {
         map.insert("master_target".into(), mt.into());
@@ -187,19 +200,43 @@ fn settings_map(stage: Stage, settings: Option<(&str, &str, &str, &str, &str)>) 
 }
 
 fn applied_tuple(s: &AppliedSettings) -> (&str, &str, &str, &str, &str) {
-    (&s.master_target, &s.process_server, &s.datastore, &s.retention_drive, s.recovery.as_str())
+    (
+        &s.master_target,
+        &s.process_server,
+        &s.datastore,
+        &s.retention_drive,
+        s.recovery.as_str(),
+    )
 }
 
 fn desired_tuple(s: &ReprotectSettings) -> (&str, &str, &str, &str, &str) {
-    (&s.master_target, &s.process_server, &s.datastore, &s.retention_drive, s.recovery.as_str())
+    (
+        &s.master_target,
+        &s.process_server,
+        &s.datastore,
+        &s.retention_drive,
+        s.recovery.as_str(),
+    )
 }
 
 /// The settings that differ, as `name: old → new` fragments.
 fn drift(applied: &AppliedSettings, desired: &ReprotectSettings) -> Vec<String> {
-    let names = ["master target", "process server", "datastore", "retention drive", "recovery"];
+    let names = [
+        "master target",
+        "process server",
+        "datastore",
+        "retention drive",
+        "recovery",
+    ];
     let old = applied_tuple(applied);
     let new = desired_tuple(desired);
-    let pairs = [(old.0, new.0), (old.1, new.1), (old.2, new.2), (old.3, new.3), (old.4, new.4)];
+    let pairs = [
+        (old.0, new.0),
+        (old.1, new.1),
+        (old.2, new.2),
+        (old.3, new.3),
+        (old.4, new.4),
+    ];
     names
         .iter()
         .zip(pairs)
@@ -210,7 +247,12 @@ fn drift(applied: &AppliedSettings, desired: &ReprotectSettings) -> Vec<String> 
 
 /// Builds the execution plan. `released` lists machines the state knows but the plan no
 /// longer names (with their last recorded stage).
-pub fn build(plan: &Plan, validation: &Validation, facts: &Facts, released: &[(String, Stage)]) -> ExecutionPlan {
+pub fn build(
+    plan: &Plan,
+    validation: &Validation,
+    facts: &Facts,
+    released: &[(String, Stage)],
+) -> ExecutionPlan {
     let goal = Stage::from_goal(plan.goal());
     let mut changes: Vec<Change> = Vec::new();
     let mut untouched = Vec::new();
@@ -232,13 +274,20 @@ pub fn build(plan: &Plan, validation: &Validation, facts: &Facts, released: &[(S
             untouched.push(Untouched {
                 address,
                 stage,
-                reason: format!("is {stage}, past the goal `{goal}`; lifeboat never moves a machine backwards"),
+                reason: format!(
+                    "is {stage}, past the goal `{goal}`; lifeboat never moves a machine backwards"
+                ),
             });
             continue;
         }
         let desired = reprotect_settings(plan, &validation.assignment, m);
         let transfer = machine.disk_total_gib();
-        let chosen = validation.assignment.chosen.get(m).copied().unwrap_or(false);
+        let chosen = validation
+            .assignment
+            .chosen
+            .get(m)
+            .copied()
+            .unwrap_or(false);
 
         let mut push = |action: Action, reason: String, before, after, risk, settings| {
             by_machine[m].insert(action, changes.len());
@@ -268,7 +317,11 @@ pub fn build(plan: &Plan, validation: &Validation, facts: &Facts, released: &[(S
                     ),
                     settings_map(stage, Some(applied_tuple(applied))),
                     settings_map(stage, Some(desired_tuple(desired))),
-                    Risk { downtime: false, full_resync: true, max_transfer_gib: transfer },
+                    Risk {
+                        downtime: false,
+                        full_resync: true,
+                        max_transfer_gib: transfer,
+                    },
                     Some(desired.clone()),
                 );
             }
@@ -282,10 +335,18 @@ pub fn build(plan: &Plan, validation: &Validation, facts: &Facts, released: &[(S
             let (reason, risk, settings) = match kind {
                 OperationKind::Reprotect => {
                     let Some(desired) = &desired else { continue };
-                    let how = if chosen { " (assigned by lifeboat)" } else { "" };
+                    let how = if chosen {
+                        " (assigned by lifeboat)"
+                    } else {
+                        ""
+                    };
                     let recovery = match machine.recovery() {
-                        crate::model::Recovery::Original => "original-location recovery: only changed blocks travel",
-                        crate::model::Recovery::Alternate => "alternate-location recovery: a new VM, every disk travels",
+                        crate::model::Recovery::Original => {
+                            "original-location recovery: only changed blocks travel"
+                        }
+                        crate::model::Recovery::Alternate => {
+                            "alternate-location recovery: a new VM, every disk travels"
+                        }
                     };
                     (
                         format!(
@@ -301,8 +362,13 @@ pub fn build(plan: &Plan, validation: &Validation, facts: &Facts, released: &[(S
                     )
                 }
                 OperationKind::Failback => (
-                    "shuts the Azure VM down and starts the VMware VM: application downtime".to_string(),
-                    Risk { downtime: true, full_resync: false, max_transfer_gib: 0 },
+                    "shuts the Azure VM down and starts the VMware VM: application downtime"
+                        .to_string(),
+                    Risk {
+                        downtime: true,
+                        full_resync: false,
+                        max_transfer_gib: 0,
+                    },
                     None,
                 ),
                 OperationKind::Commit => (
@@ -312,12 +378,21 @@ pub fn build(plan: &Plan, validation: &Validation, facts: &Facts, released: &[(S
                 ),
                 OperationKind::ReprotectHome => (
                     "protects the machine again, VMware → Azure (initial replication)".to_string(),
-                    Risk { downtime: false, full_resync: false, max_transfer_gib: transfer },
+                    Risk {
+                        downtime: false,
+                        full_resync: false,
+                        max_transfer_gib: transfer,
+                    },
                     None,
                 ),
             };
-            let before_settings = fact.settings.as_ref().filter(|_| kind != OperationKind::Reprotect);
-            let after_settings = desired.as_ref().filter(|_| kind == OperationKind::Reprotect);
+            let before_settings = fact
+                .settings
+                .as_ref()
+                .filter(|_| kind != OperationKind::Reprotect);
+            let after_settings = desired
+                .as_ref()
+                .filter(|_| kind == OperationKind::Reprotect);
             push(
                 action,
                 reason,
@@ -334,7 +409,8 @@ pub fn build(plan: &Plan, validation: &Validation, facts: &Facts, released: &[(S
             id: format!("release machine.{name}"),
             address: format!("machine.{name}"),
             action: Action::Release,
-            reason: "no longer in the plan: forgotten by the state; nothing happens at either site".to_string(),
+            reason: "no longer in the plan: forgotten by the state; nothing happens at either site"
+                .to_string(),
             before: settings_map(*stage, None),
             after: BTreeMap::new(),
             depends_on: Vec::new(),
@@ -347,21 +423,38 @@ pub fn build(plan: &Plan, validation: &Validation, facts: &Facts, released: &[(S
     order(changes, graph, plan.goal(), untouched)
 }
 
-fn build_graph(plan: &Plan, changes: &[Change], by_machine: &[BTreeMap<Action, usize>]) -> DiGraph<Node, ()> {
-    let mut graph: DiGraph<Node, ()> = DiGraph::with_capacity(changes.len() + 64, changes.len() * 2);
+fn build_graph(
+    plan: &Plan,
+    changes: &[Change],
+    by_machine: &[BTreeMap<Action, usize>],
+) -> DiGraph<Node, ()> {
+    let mut graph: DiGraph<Node, ()> =
+        DiGraph::with_capacity(changes.len() + 64, changes.len() * 2);
     for i in 0..changes.len() {
         graph.add_node(Node::Change(i));
     }
     let node = NodeIndex::new;
     let first_reprotect = |m: usize| {
-        by_machine[m].get(&Action::Replace).or_else(|| by_machine[m].get(&Action::Reprotect)).copied()
+        by_machine[m]
+            .get(&Action::Replace)
+            .or_else(|| by_machine[m].get(&Action::Reprotect))
+            .copied()
     };
     let failback = |m: usize| by_machine[m].get(&Action::Failback).copied();
 
     // A machine's own operations, in lifecycle order (a replace comes before everything).
     for actions in by_machine {
-        let order = [Action::Replace, Action::Reprotect, Action::Failback, Action::Commit, Action::ReprotectHome];
-        let chain: Vec<usize> = order.iter().filter_map(|a| actions.get(a).copied()).collect();
+        let order = [
+            Action::Replace,
+            Action::Reprotect,
+            Action::Failback,
+            Action::Commit,
+            Action::ReprotectHome,
+        ];
+        let chain: Vec<usize> = order
+            .iter()
+            .filter_map(|a| actions.get(a).copied())
+            .collect();
         for pair in chain.windows(2) {
             graph.add_edge(node(pair[0]), node(pair[1]), ());
         }
@@ -372,13 +465,21 @@ fn build_graph(plan: &Plan, changes: &[Change], by_machine: &[BTreeMap<Action, u
 
     // A group fails back only when every member is reprotected.
     for (group_name, group) in plan.replication_groups.iter() {
-        let members: Vec<usize> = group.machines.value.iter().filter_map(|m| resolve(&m.value)).collect();
+        let members: Vec<usize> = group
+            .machines
+            .value
+            .iter()
+            .filter_map(|m| resolve(&m.value))
+            .collect();
         let reprotects: Vec<usize> = members.iter().filter_map(|&m| first_reprotect(m)).collect();
         let failbacks: Vec<usize> = members.iter().filter_map(|&m| failback(m)).collect();
         if reprotects.is_empty() || failbacks.is_empty() {
             continue;
         }
-        let checkpoint = graph.add_node(Node::Checkpoint(format!("group.{} reprotected", group_name.value)));
+        let checkpoint = graph.add_node(Node::Checkpoint(format!(
+            "group.{} reprotected",
+            group_name.value
+        )));
         for r in reprotects {
             graph.add_edge(node(r), checkpoint, ());
         }
@@ -390,12 +491,20 @@ fn build_graph(plan: &Plan, changes: &[Change], by_machine: &[BTreeMap<Action, u
     // Boot groups fail back one after another.
     let mut previous: Option<NodeIndex> = None;
     for group in plan.boot_order.iter() {
-        let failbacks: Vec<usize> =
-            group.machines.value.iter().filter_map(|m| resolve(&m.value)).filter_map(failback).collect();
+        let failbacks: Vec<usize> = group
+            .machines
+            .value
+            .iter()
+            .filter_map(|m| resolve(&m.value))
+            .filter_map(failback)
+            .collect();
         if failbacks.is_empty() {
             continue;
         }
-        let checkpoint = graph.add_node(Node::Checkpoint(format!("boot group `{}` failed back", group.name.value)));
+        let checkpoint = graph.add_node(Node::Checkpoint(format!(
+            "boot group `{}` failed back",
+            group.name.value
+        )));
         for &f in &failbacks {
             if let Some(previous) = previous {
                 graph.add_edge(previous, node(f), ());
@@ -419,10 +528,21 @@ fn build_graph(plan: &Plan, changes: &[Change], by_machine: &[BTreeMap<Action, u
 
 /// Puts the changes in a deterministic topological order (ties by the order they were made,
 /// which is plan order) and fills in each change's `depends_on`.
-fn order(changes: Vec<Change>, graph: DiGraph<Node, ()>, goal: Goal, untouched: Vec<Untouched>) -> ExecutionPlan {
-    let mut in_degree: Vec<usize> = graph.node_indices().map(|n| graph.neighbors_directed(n, petgraph::Incoming).count()).collect();
-    let mut ready: BinaryHeap<Reverse<usize>> =
-        graph.node_indices().filter(|n| in_degree[n.index()] == 0).map(|n| Reverse(n.index())).collect();
+fn order(
+    changes: Vec<Change>,
+    graph: DiGraph<Node, ()>,
+    goal: Goal,
+    untouched: Vec<Untouched>,
+) -> ExecutionPlan {
+    let mut in_degree: Vec<usize> = graph
+        .node_indices()
+        .map(|n| graph.neighbors_directed(n, petgraph::Incoming).count())
+        .collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = graph
+        .node_indices()
+        .filter(|n| in_degree[n.index()] == 0)
+        .map(|n| Reverse(n.index()))
+        .collect();
     let mut topological = Vec::with_capacity(graph.node_count());
     while let Some(Reverse(n)) = ready.pop() {
         topological.push(n);
@@ -434,7 +554,11 @@ fn order(changes: Vec<Change>, graph: DiGraph<Node, ()>, goal: Goal, untouched: 
         }
     }
     // Validation rejects every cycle the file can express; the planner adds none.
-    assert_eq!(topological.len(), graph.node_count(), "the operation graph has a cycle");
+    assert_eq!(
+        topological.len(),
+        graph.node_count(),
+        "the operation graph has a cycle"
+    );
 
     let ids: Vec<String> = changes.iter().map(|c| c.id.clone()).collect();
     let id_of = |n: NodeIndex| match &graph[n] {
@@ -453,8 +577,10 @@ fn order(changes: Vec<Change>, graph: DiGraph<Node, ()>, goal: Goal, untouched: 
     let mut ordered = Vec::with_capacity(ordered_ids.len());
     for &i in &ordered_ids {
         let mut change = slots[i].take().expect("each change is placed once");
-        let mut deps: Vec<String> =
-            graph.neighbors_directed(NodeIndex::new(i), petgraph::Incoming).map(id_of).collect();
+        let mut deps: Vec<String> = graph
+            .neighbors_directed(NodeIndex::new(i), petgraph::Incoming)
+            .map(id_of)
+            .collect();
         deps.sort();
         change.depends_on = deps;
         ordered.push(change);
@@ -467,5 +593,122 @@ fn order(changes: Vec<Change>, graph: DiGraph<Node, ()>, goal: Goal, untouched: 
         },
         |_, _| (),
     );
-    ExecutionPlan { goal, changes: ordered, graph, untouched }
+    ExecutionPlan {
+        goal,
+        changes: ordered,
+        graph,
+        untouched,
+    }
+}
+
+/// The machines `--target` addresses select: `machine.NAME`, `group.NAME` (its members) or
+/// `master_target.NAME` (the machines it serves).
+pub fn resolve_targets(
+    plan: &Plan,
+    validation: &Validation,
+    addresses: &[String],
+) -> Result<std::collections::HashSet<String>, String> {
+    let mut machines = std::collections::HashSet::new();
+    for address in addresses {
+        let (kind, name) = address.split_once('.').ok_or_else(|| {
+            format!("`{address}` is not an address; use `machine.NAME`, `group.NAME` or `master_target.NAME`")
+        })?;
+        let before = machines.len();
+        match kind {
+            "machine" => {
+                if plan.machines.names().any(|n| n == name) {
+                    machines.insert(name.to_string());
+                }
+            }
+            "group" => {
+                if let Some((_, group)) = plan
+                    .replication_groups
+                    .iter()
+                    .find(|(n, _)| n.value == name)
+                {
+                    machines.extend(group.machines.value.iter().map(|m| m.value.clone()));
+                }
+            }
+            "master_target" => {
+                for (m, (machine, _)) in plan.machines.iter().enumerate() {
+                    if validation.assignment.target_name(plan, m) == Some(name) {
+                        machines.insert(machine.value.clone());
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "`{address}` is not an address; use `machine.NAME`, `group.NAME` or `master_target.NAME`"
+                ));
+            }
+        }
+        if machines.len() == before && !plan.machines.is_empty() {
+            let known = match kind {
+                "machine" => plan.machines.names().any(|n| n == name),
+                "group" => plan.replication_groups.names().any(|n| n == name),
+                _ => plan.master_targets.names().any(|n| n == name),
+            };
+            if !known {
+                return Err(format!("`{address}` names nothing in the plan"));
+            }
+        }
+    }
+    Ok(machines)
+}
+
+impl ExecutionPlan {
+    /// The plan restricted to the changes of `machines` and everything they depend on.
+    ///
+    /// Dependencies are followed through the DAG (checkpoints included), so targeting one
+    /// member of a replication group pulls in the whole group's reprotects, and targeting a
+    /// failback pulls in the failbacks of earlier boot groups.
+    pub fn restrict(&self, machines: &std::collections::HashSet<String>) -> ExecutionPlan {
+        let mut keep = vec![false; self.graph.node_count()];
+        let mut stack: Vec<NodeIndex> = self
+            .graph
+            .node_indices()
+            .filter(|&n| matches!(&self.graph[n], Node::Change(i) if machines.contains(self.changes[*i].machine())))
+            .collect();
+        while let Some(n) = stack.pop() {
+            if std::mem::replace(&mut keep[n.index()], true) {
+                continue;
+            }
+            stack.extend(self.graph.neighbors_directed(n, petgraph::Incoming));
+        }
+        let mut node_of = vec![None; self.changes.len()];
+        for n in self.graph.node_indices() {
+            if let Node::Change(i) = self.graph[n] {
+                node_of[i] = Some(n);
+            }
+        }
+        let mut renumber = vec![usize::MAX; self.changes.len()];
+        let mut changes = Vec::new();
+        for (i, change) in self.changes.iter().enumerate() {
+            if node_of[i].is_some_and(|n| keep[n.index()]) {
+                renumber[i] = changes.len();
+                changes.push(change.clone());
+            }
+        }
+        let graph = self.graph.filter_map(
+            |n, node| {
+                keep[n.index()].then(|| match node {
+                    Node::Change(i) => Node::Change(renumber[*i]),
+                    other => other.clone(),
+                })
+            },
+            |_, _| Some(()),
+        );
+        let untouched = self
+            .untouched
+            .iter()
+            .filter(|u| machines.contains(u.address.trim_start_matches("machine.")))
+            .cloned()
+            .collect();
+        ExecutionPlan {
+            goal: self.goal,
+            changes,
+            graph,
+            untouched,
+        }
+    }
 }

@@ -47,7 +47,11 @@ impl Summary {
             changes: plan.counts(),
             downtime_machines: plan.changes.iter().filter(|c| c.risk.downtime).count(),
             full_resync_changes: plan.changes.iter().filter(|c| c.risk.full_resync).count(),
-            max_transfer_gib: plan.changes.iter().map(|c| c.risk.max_transfer_gib).fold(0, u64::saturating_add),
+            max_transfer_gib: plan
+                .changes
+                .iter()
+                .map(|c| c.risk.max_transfer_gib)
+                .fold(0, u64::saturating_add),
         }
     }
 
@@ -57,7 +61,12 @@ impl Summary {
 }
 
 impl PlanOutput {
-    pub fn new(plan: &ExecutionPlan, lineage: Option<String>, serial: Option<u64>, diagnostics: Vec<JsonDiagnostic>) -> Self {
+    pub fn new(
+        plan: &ExecutionPlan,
+        lineage: Option<String>,
+        serial: Option<u64>,
+        diagnostics: Vec<JsonDiagnostic>,
+    ) -> Self {
         Self {
             format_version: FORMAT_VERSION.to_string(),
             lineage,

@@ -1,0 +1,483 @@
+//! `lifeboat plan` on the example estate: the changes for every goal, the order the DAG
+//! imposes, drift, machines ahead of the goal, `--target`, `--detailed-exitcode`, and the
+//! three output formats (snapshots plus assertions on the JSON).
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use lifeboat_engine::model::Recovery;
+use lifeboat_engine::provider::Stage;
+use lifeboat_provider_sim::{World, store};
+use serde_json::Value;
+
+use crate::util::repo_root;
+
+/// The example plan and its starting world, copied into a temporary directory so tests can
+/// change the goal and the world freely.
+struct Example {
+    dir: tempfile::TempDir,
+}
+
+impl Example {
+    fn new(goal: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let source = repo_root().join("examples/avs-failback");
+        let plan = std::fs::read_to_string(source.join("lifeboat.yaml")).expect("the example plan");
+        // The example's window is a real date; moved far out so the tests do not turn red
+        // the day it passes.
+        let plan = plan
+            .replace("goal: reprotected", &format!("goal: {goal}"))
+            .replace("2026-12-05T22:00:00Z", "2099-12-05T22:00:00Z")
+            .replace("2026-12-06T04:00:00Z", "2099-12-06T04:00:00Z");
+        std::fs::write(dir.path().join("lifeboat.yaml"), plan).expect("write the plan");
+        std::fs::copy(source.join("world.yaml"), dir.path().join("world.yaml"))
+            .expect("copy the world");
+        Self { dir }
+    }
+
+    fn world_path(&self) -> PathBuf {
+        self.dir.path().join(".lifeboat/world.yaml")
+    }
+
+    fn lifeboat(&self) -> Command {
+        let mut command = Command::cargo_bin("lifeboat").expect("the binary is built");
+        command.current_dir(self.dir.path()).env("NO_COLOR", "1");
+        command
+    }
+
+    /// Runs `plan` once so the world exists, then edits it.
+    fn edit(&self, change: impl FnOnce(&mut World)) {
+        if !self.world_path().exists() {
+            self.lifeboat()
+                .args(["plan", "--format", "json"])
+                .output()
+                .expect("runs");
+        }
+        let mut world = store::read(&self.world_path()).expect("the world reads");
+        change(&mut world);
+        store::write(&self.world_path(), &world).expect("the world writes");
+    }
+
+    fn plan_json(&self, extra: &[&str]) -> (Option<i32>, Value) {
+        let output = self
+            .lifeboat()
+            .args(["plan", "--format", "json"])
+            .args(extra)
+            .output()
+            .expect("runs");
+        let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status.code(), json)
+    }
+
+    fn plan_text(&self, format: &str) -> String {
+        let output = self
+            .lifeboat()
+            .args(["plan", "--format", format])
+            .output()
+            .expect("runs");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    }
+}
+
+/// Puts machine `name` at `stage` with the settings the plan would give it.
+fn put_at(world: &mut World, name: &str, stage: Stage, master_target: &str, datastore: &str) {
+    let machine = world.machines.get_mut(name).expect("the machine exists");
+    machine.stage = stage;
+    machine.settings.master_target = Some(master_target.to_string());
+    machine.settings.process_server = Some("ps-azure-01".to_string());
+    machine.settings.datastore = Some(datastore.to_string());
+    machine.settings.retention_drive = Some(
+        if master_target.contains("windows") {
+            "R:"
+        } else {
+            "/mnt/retention"
+        }
+        .to_string(),
+    );
+    machine.settings.recovery = Some(Recovery::Original);
+    if stage >= Stage::FailedBack {
+        machine.vmware_vm.powered_on = true;
+    }
+}
+
+fn changes(plan: &Value) -> &Vec<Value> {
+    plan["changes"].as_array().expect("changes")
+}
+
+fn change<'a>(plan: &'a Value, id: &str) -> &'a Value {
+    changes(plan)
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no change `{id}`"))
+}
+
+fn position(plan: &Value, id: &str) -> usize {
+    changes(plan)
+        .iter()
+        .position(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no change `{id}`"))
+}
+
+fn ids(plan: &Value) -> Vec<String> {
+    changes(plan)
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("schemas/plan-output.schema.json"))
+            .expect("schema"),
+    )
+    .expect("JSON");
+    jsonschema::validator_for(&schema).expect("a valid schema")
+}
+
+fn assert_conforms(plan: &Value) {
+    let errors: Vec<String> = validator()
+        .iter_errors(plan)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "plan output does not match schemas/plan-output.schema.json: {errors:?}"
+    );
+}
+
+const GOALS: [(&str, usize); 4] = [
+    ("reprotected", 1),
+    ("failed-back", 2),
+    ("committed", 3),
+    ("protected", 4),
+];
+
+#[test]
+fn every_goal_plans_every_operation_up_to_it() {
+    for (goal, operations) in GOALS {
+        let example = Example::new(goal);
+        let (code, plan) = example.plan_json(&["--detailed-exitcode"]);
+        assert_eq!(
+            code,
+            Some(2),
+            "{goal}: changes give exit 2 under --detailed-exitcode"
+        );
+        assert_conforms(&plan);
+        assert_eq!(plan["goal"], goal);
+        assert_eq!(changes(&plan).len(), 8 * operations, "{goal}");
+        let summary = &plan["summary"]["changes"];
+        assert_eq!(summary["reprotect"], 8);
+        assert_eq!(summary["failback"], if operations >= 2 { 8 } else { 0 });
+        assert_eq!(summary["commit"], if operations >= 3 { 8 } else { 0 });
+        assert_eq!(
+            summary["reprotect-home"],
+            if operations >= 4 { 8 } else { 0 }
+        );
+        assert_eq!(
+            plan["summary"]["downtime_machines"],
+            if operations >= 2 { 8 } else { 0 }
+        );
+        // The sum of every disk of the estate, once per reprotect and once per reprotect-home.
+        let disks: u64 = 128 + 128 + 2 * 1664 + 2112 + 2 * 320 + 64;
+        let transfers = if operations >= 4 { 2 } else { 1 };
+        assert_eq!(
+            plan["summary"]["max_transfer_gib"],
+            disks * transfers,
+            "{goal}"
+        );
+
+        insta::assert_snapshot!(format!("plan_human_{goal}"), example.plan_text("human"));
+        insta::assert_snapshot!(
+            format!("plan_markdown_{goal}"),
+            example.plan_text("markdown")
+        );
+    }
+}
+
+#[test]
+fn json_plan_snapshot() {
+    let example = Example::new("failed-back");
+    let (_, plan) = example.plan_json(&[]);
+    insta::assert_json_snapshot!("plan_json_failed_back", plan);
+}
+
+#[test]
+fn the_dag_orders_failbacks_by_group_boot_order_and_depends_on() {
+    let example = Example::new("committed");
+    let (_, plan) = example.plan_json(&[]);
+    // Each machine's operations run in lifecycle order.
+    for machine in ["dc-01", "sql-01", "web-02", "batch-01"] {
+        let r = position(&plan, &format!("reprotect machine.{machine}"));
+        let f = position(&plan, &format!("failback machine.{machine}"));
+        let c = position(&plan, &format!("commit machine.{machine}"));
+        assert!(r < f && f < c, "{machine}: reprotect < failback < commit");
+        assert_eq!(
+            change(&plan, &format!("commit machine.{machine}"))["depends_on"][0],
+            format!("failback machine.{machine}")
+        );
+    }
+    // The replication group `sql` fails back only when both members are reprotected.
+    let sql_failback = change(&plan, "failback machine.sql-01");
+    let deps: Vec<&str> = sql_failback["depends_on"]
+        .as_array()
+        .expect("deps")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(deps.contains(&"group.sql reprotected"), "{deps:?}");
+    assert!(
+        position(&plan, "reprotect machine.sql-02") < position(&plan, "failback machine.sql-01")
+    );
+    // Boot order: infrastructure before data before app.
+    assert!(position(&plan, "failback machine.dc-02") < position(&plan, "failback machine.sql-01"));
+    assert!(
+        position(&plan, "failback machine.pg-01") < position(&plan, "failback machine.batch-01")
+    );
+    assert!(
+        deps.contains(&"boot group `infrastructure` failed back"),
+        "{deps:?}"
+    );
+    // depends_on: web-01 waits for pg-01's failback directly; dc-02 for dc-01's.
+    let web = change(&plan, "failback machine.web-01");
+    assert!(
+        web["depends_on"]
+            .as_array()
+            .expect("deps")
+            .contains(&Value::from("failback machine.pg-01"))
+    );
+    assert!(
+        change(&plan, "failback machine.dc-02")["depends_on"]
+            .as_array()
+            .expect("deps")
+            .contains(&Value::from("failback machine.dc-01"))
+    );
+}
+
+#[test]
+fn group_members_share_one_master_target() {
+    let example = Example::new("reprotected");
+    let (_, plan) = example.plan_json(&[]);
+    let target = |m: &str| {
+        change(&plan, &format!("reprotect machine.{m}"))["settings"]["master_target"].clone()
+    };
+    assert_eq!(target("web-01"), target("web-02"));
+    assert_eq!(target("sql-01"), "mt-windows-01");
+    assert_eq!(target("sql-02"), "mt-windows-01");
+}
+
+#[test]
+fn target_includes_what_the_target_depends_on_and_warns() {
+    let example = Example::new("failed-back");
+    let (code, plan) = example.plan_json(&["--target", "machine.web-01"]);
+    assert_eq!(code, Some(0));
+    let ids = ids(&plan);
+    for needed in [
+        "reprotect machine.web-01",
+        "failback machine.web-01",
+        "reprotect machine.web-02", // same replication group
+        "failback machine.pg-01",   // depends_on
+        "failback machine.dc-01",   // earlier boot group
+    ] {
+        assert!(
+            ids.contains(&needed.to_string()),
+            "`{needed}` missing from {ids:?}"
+        );
+    }
+    for excluded in ["failback machine.batch-01", "failback machine.web-02"] {
+        assert!(
+            !ids.contains(&excluded.to_string()),
+            "`{excluded}` should not be in {ids:?}"
+        );
+    }
+    assert!(
+        plan["diagnostics"]
+            .as_array()
+            .expect("diagnostics")
+            .iter()
+            .any(|d| d["code"] == "plan::targeted")
+    );
+
+    let group = example.plan_json(&["--target", "group.sql"]).1;
+    assert_eq!(
+        ids_for(&group, "machine.sql-0"),
+        4,
+        "both members, reprotect and failback"
+    );
+
+    let output = example
+        .lifeboat()
+        .args(["plan", "--target", "machine.nope"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`machine.nope` names nothing"));
+}
+
+fn ids_for(plan: &Value, prefix: &str) -> usize {
+    changes(plan)
+        .iter()
+        .filter(|c| c["address"].as_str().is_some_and(|a| a.starts_with(prefix)))
+        .count()
+}
+
+#[test]
+fn nothing_to_do_exits_zero_under_detailed_exitcode() {
+    let example = Example::new("reprotected");
+    example.edit(|world| {
+        for (name, mt, ds) in [
+            ("dc-01", "mt-windows-01", "vsan-01"),
+            ("dc-02", "mt-windows-01", "vsan-01"),
+            ("sql-01", "mt-windows-01", "vsan-01"),
+            ("sql-02", "mt-windows-01", "vsan-01"),
+            ("pg-01", "mt-linux-01", "vmfs-ssd-01"),
+            ("web-01", "mt-linux-01", "vsan-01"),
+            ("web-02", "mt-linux-01", "vsan-01"),
+            ("batch-01", "mt-linux-02", "vsan-01"),
+        ] {
+            put_at(world, name, Stage::Reprotected, mt, ds);
+        }
+        for name in ["pg-01", "batch-01"] {
+            world
+                .machines
+                .get_mut(name)
+                .expect("exists")
+                .settings
+                .recovery = Some(Recovery::Alternate);
+        }
+    });
+    let (code, plan) = example.plan_json(&["--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{plan:#}");
+    assert!(changes(&plan).is_empty());
+    let human = example.plan_text("human");
+    assert!(human.starts_with("No changes."), "{human}");
+    insta::assert_snapshot!("plan_human_no_changes", human);
+}
+
+#[test]
+fn drift_on_a_reprotected_machine_plans_a_dangerous_replace() {
+    let example = Example::new("failed-back");
+    example.edit(|world| {
+        put_at(
+            world,
+            "web-01",
+            Stage::Reprotected,
+            "mt-linux-01",
+            "vmfs-ssd-01",
+        )
+    });
+    let (_, plan) = example.plan_json(&[]);
+    let replace = change(&plan, "replace machine.web-01");
+    assert_eq!(replace["action"], "replace");
+    assert_eq!(replace["risk"]["full_resync"], true);
+    assert_eq!(replace["before"]["datastore"], "vmfs-ssd-01");
+    assert_eq!(replace["after"]["datastore"], "vsan-01");
+    assert!(
+        replace["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("datastore `vmfs-ssd-01` → `vsan-01`")
+    );
+    // No second reprotect: the replace is it. The failback waits for the replace.
+    assert!(!ids(&plan).contains(&"reprotect machine.web-01".to_string()));
+    assert!(
+        change(&plan, "failback machine.web-01")["depends_on"]
+            .as_array()
+            .expect("deps")
+            .contains(&Value::from("replace machine.web-01"))
+    );
+    let human = example.plan_text("human");
+    assert!(human.contains("Dangerous changes"));
+    let markdown = example.plan_text("markdown");
+    let dangerous = markdown
+        .find("Dangerous changes")
+        .expect("a dangerous section");
+    assert!(markdown.find("`replace machine.web-01`").expect("listed") > dangerous);
+    insta::assert_snapshot!("plan_human_replace", human);
+}
+
+#[test]
+fn a_machine_ahead_of_the_goal_is_reported_not_touched() {
+    let example = Example::new("reprotected");
+    example.edit(|world| {
+        put_at(
+            world,
+            "batch-01",
+            Stage::Committed,
+            "mt-linux-02",
+            "vsan-01",
+        )
+    });
+    let (_, plan) = example.plan_json(&[]);
+    assert!(!ids(&plan).iter().any(|id| id.ends_with("machine.batch-01")));
+    let untouched = plan["untouched"].as_array().expect("untouched");
+    assert_eq!(untouched.len(), 1);
+    assert_eq!(untouched[0]["address"], "machine.batch-01");
+    assert!(
+        untouched[0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("never moves a machine backwards")
+    );
+}
+
+#[test]
+fn preflight_errors_fail_the_plan_but_still_show_it() {
+    let example = Example::new("reprotected");
+    example.edit(|world| {
+        world
+            .master_targets
+            .get_mut("mt-linux-01")
+            .expect("exists")
+            .snapshots = 2
+    });
+    let (code, plan) = example.plan_json(&[]);
+    assert_eq!(code, Some(1));
+    assert_conforms(&plan);
+    assert!(
+        plan["diagnostics"]
+            .as_array()
+            .expect("diagnostics")
+            .iter()
+            .any(|d| d["code"] == "preflight::master-target-snapshots")
+    );
+    assert_eq!(changes(&plan).len(), 8);
+}
+
+#[test]
+fn markdown_of_a_large_estate_stays_under_the_comment_limit() {
+    use lifeboat_engine::generate::{EstateShape, plan_yaml};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shape = EstateShape {
+        machines: 2_000,
+        groups: 200,
+        master_targets: 100,
+        boot_groups: 4,
+        seed: 7,
+    };
+    std::fs::write(
+        dir.path().join("lifeboat.yaml"),
+        plan_yaml(&shape).replace("name: generated-estate", "name: big\ngoal: committed"),
+    )
+    .expect("write");
+    let mut init = Command::cargo_bin("lifeboat").expect("binary");
+    init.current_dir(dir.path())
+        .args(["sim", "init"])
+        .assert()
+        .success();
+    let output = Command::cargo_bin("lifeboat")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["plan", "--format", "markdown"])
+        .output()
+        .expect("runs");
+    let markdown = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(markdown.len() <= 65_000, "{} characters", markdown.len());
+    assert!(markdown.contains("changes not shown"), "a truncation note");
+    assert!(markdown.starts_with("### lifeboat plan"));
+}

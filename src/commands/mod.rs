@@ -1,3 +1,4 @@
+pub mod diff;
 pub mod schema;
 pub mod validate;
 

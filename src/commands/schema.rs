@@ -12,6 +12,7 @@ pub fn run(which: SchemaKind) -> Exit {
 pub fn render(which: SchemaKind) -> String {
     let schema = match which {
         SchemaKind::Plan => lifeboat_engine::schema::plan(),
+        SchemaKind::Diff => lifeboat_engine::schema::diff(),
     };
     serde_json::to_string_pretty(&schema).expect("a schema is plain JSON") + "\n"
 }

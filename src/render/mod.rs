@@ -1,3 +1,4 @@
 //! Rendering engine values for people and machines. The engine never prints; this does.
 
 pub mod diagnostics;
+pub mod diff;

@@ -1060,6 +1060,47 @@ machines:
     }
 
     #[test]
+    fn past_the_reprotect_goal_a_new_machine_means_downtime() {
+        let old = BASE.replace("site:", "goal: failed-back\nsite:");
+        let new = old.replace(
+            "  web-01: {os: linux, datastore: ds-1}\n",
+            "  web-01: {os: linux, datastore: ds-1}\n  app-01: {os: linux, datastore: ds-2}\n",
+        );
+        let diff = diff_texts(&old, &new);
+        let added = &diff.changes[0];
+        assert_eq!(added.kind, ChangeKind::MachineAdded);
+        assert!(added.dangerous);
+        assert!(added.consequence.contains("downtime"), "{added:?}");
+
+        // The same addition under the default goal only reprotects.
+        let diff = diff_texts(BASE, &new.replace("goal: failed-back\n", ""));
+        let added = diff
+            .changes
+            .iter()
+            .find(|c| c.kind == ChangeKind::MachineAdded)
+            .expect("the new machine");
+        assert!(!added.dangerous, "{added:?}");
+    }
+
+    #[test]
+    fn provider_and_state_changes_are_shown_at_the_plan() {
+        let new = BASE
+            .replace("{sim: {world: w.yaml}}", "{sim: {world: other.yaml}}")
+            .replace("site:", "state: {local: {path: s.json}}\nsite:");
+        let diff = diff_texts(BASE, &new);
+        let kinds: Vec<ChangeKind> = diff.changes.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            [ChangeKind::ProviderChanged, ChangeKind::StateChanged]
+        );
+        assert!(
+            diff.changes
+                .iter()
+                .all(|c| c.address == "plan" && !c.dangerous)
+        );
+    }
+
+    #[test]
     fn gib_reads_as_tib_from_one_tib() {
         assert_eq!(format_gib(1023), "1023 GiB");
         assert_eq!(format_gib(2150), "2.1 TiB");

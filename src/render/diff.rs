@@ -398,6 +398,41 @@ mod tests {
     }
 
     #[test]
+    fn colour_is_used_only_when_asked_for() {
+        use lifeboat_engine::diff::{PlanDiff, Summary};
+        let change = Change {
+            address: "machine.db-01".to_string(),
+            kind: ChangeKind::MachineRemoved,
+            before: None,
+            after: None,
+            consequence: "released".to_string(),
+            dangerous: false,
+            full_resync_machines: 0,
+            max_transfer_gib: 0,
+        };
+        let diff = PlanDiff {
+            changes: vec![change],
+            summary: Summary {
+                changes: 1,
+                removed: 1,
+                ..Summary::default()
+            },
+        };
+        let report = DiffReport::new("old.yaml", "new.yaml", diff);
+        let plain = human(&report, false);
+        assert!(!plain.contains('\x1b'), "{plain}");
+        assert!(
+            plain.starts_with("- machine.db-01\n    released\n"),
+            "{plain}"
+        );
+        let coloured = human(&report, true);
+        assert!(
+            coloured.starts_with(&format!("{RED}-{RESET} machine.db-01")),
+            "{coloured}"
+        );
+    }
+
+    #[test]
     fn table_cells_cannot_be_broken_by_a_pipe() {
         assert_eq!(cell("a | b\nc"), "a \\| b c");
     }

@@ -105,9 +105,11 @@ pub struct Change {
     pub kind: ChangeKind,
     /// The settings before: all of them for a removal, only those that differ for a change,
     /// `null` for an addition.
+    #[schemars(required)]
     pub before: Option<Value>,
     /// The settings after: all of them for an addition, only those that differ for a change,
     /// `null` for a removal.
+    #[schemars(required)]
     pub after: Option<Value>,
     /// What the difference causes at the next apply.
     pub consequence: String,

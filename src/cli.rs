@@ -30,8 +30,8 @@ pub enum Command {
         /// The plan file.
         #[arg(default_value = "lifeboat.yaml")]
         plan: PathBuf,
-        #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
-        format: PlanFormat,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
         /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on errors.
         #[arg(long)]
         detailed_exitcode: bool,
@@ -44,6 +44,19 @@ pub enum Command {
     Sim {
         #[command(subcommand)]
         command: SimCommand,
+    },
+    /// Compare two plan files by meaning, and say what each difference causes at the next apply.
+    ///
+    /// Exits 0 whether or not the plans differ, 1 when either file is unreadable or invalid.
+    /// Either file may be `-` for standard input, e.g.
+    /// `git show main:lifeboat.yaml | lifeboat diff - lifeboat.yaml`.
+    Diff {
+        /// The plan before the change (e.g. from `git show main:lifeboat.yaml > /tmp/old.yaml`).
+        old: PathBuf,
+        /// The plan after the change.
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
     },
     /// Print a JSON Schema.
     Schema {
@@ -74,8 +87,9 @@ pub enum DiagnosticFormat {
     Json,
 }
 
+/// Output of commands that report changes: for people, for machines, for pull requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
+pub enum OutputFormat {
     Human,
     Json,
     /// For pull-request comments: summary first, never over 65,000 characters.
@@ -90,4 +104,6 @@ pub enum SchemaKind {
     PlanOutput,
     /// The `sim` provider's world file.
     World,
+    /// The report of `lifeboat diff --format json`.
+    Diff,
 }

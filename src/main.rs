@@ -13,6 +13,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let exit = match cli.command {
         Command::Validate { plan, format } => commands::validate::run(&plan, format),
+        Command::Diff { old, new, format } => commands::diff::run(&old, &new, format),
         Command::Schema { which } => commands::schema::run(which),
         Command::Plan {
             plan,

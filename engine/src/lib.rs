@@ -6,6 +6,7 @@
 
 pub mod assign;
 pub mod diagnostic;
+pub mod diff;
 pub mod generate;
 pub mod load;
 pub mod model;

@@ -1,3 +1,4 @@
+pub mod diff;
 pub mod plan;
 pub mod provider;
 pub mod schema;

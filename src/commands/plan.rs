@@ -16,14 +16,14 @@ use lifeboat_engine::provider::Provider;
 use lifeboat_engine::{Diagnostic, SourceFile, diagnostic, load, planner, preflight, validate};
 
 use super::Exit;
-use crate::cli::PlanFormat;
+use crate::cli::OutputFormat;
 use crate::render::diagnostics::{counts, render_human};
 use crate::render::plan as render_plan;
 
 #[derive(Debug)]
 pub struct PlanArgs<'a> {
     pub plan: &'a Path,
-    pub format: PlanFormat,
+    pub format: OutputFormat,
     pub detailed_exitcode: bool,
     pub targets: &'a [String],
 }
@@ -114,17 +114,17 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
         .collect();
     let output = PlanOutput::new(&execution, None, None, json_diagnostics);
     match args.format {
-        PlanFormat::Human => {
+        OutputFormat::Human => {
             eprint!("{}", render_human(&diagnostics, &file));
             print!("{}", render_plan::render_human(&output));
         }
-        PlanFormat::Json => {
+        OutputFormat::Json => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&output).expect("plan output is plain data")
             );
         }
-        PlanFormat::Markdown => {
+        OutputFormat::Markdown => {
             print!(
                 "{}",
                 render_plan::render_markdown(&output, &plan.name.value)
@@ -133,7 +133,7 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
     }
 
     if diagnostics.iter().any(Diagnostic::is_error) {
-        if args.format == PlanFormat::Human {
+        if args.format == OutputFormat::Human {
             eprintln!("preflight failed: {}", counts(&diagnostics));
         }
         Exit::Error

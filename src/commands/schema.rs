@@ -14,6 +14,7 @@ pub fn render(which: SchemaKind) -> String {
         SchemaKind::Plan => lifeboat_engine::schema::plan(),
         SchemaKind::PlanOutput => lifeboat_engine::schema::plan_output(),
         SchemaKind::World => lifeboat_provider_sim::world::schema(),
+        SchemaKind::Diff => lifeboat_engine::schema::diff(),
     };
     serde_json::to_string_pretty(&schema).expect("a schema is plain JSON") + "\n"
 }

@@ -1,4 +1,5 @@
 //! Rendering engine values for people and machines. The engine never prints; this does.
 
 pub mod diagnostics;
+pub mod diff;
 pub mod plan;

@@ -10,7 +10,10 @@ fn committed(name: &str) -> String {
 
 #[test]
 fn committed_schemas_are_up_to_date() {
-    for (kind, file) in [("plan", "plan.schema.json"), ("plan-output", "plan-output.schema.json")] {
+    for (kind, file) in [
+        ("plan", "plan.schema.json"),
+        ("plan-output", "plan-output.schema.json"),
+    ] {
         let output = lifeboat().args(["schema", kind]).output().expect("runs");
         assert!(output.status.success());
         let generated = String::from_utf8(output.stdout).expect("UTF-8");

@@ -55,6 +55,7 @@ pub(crate) fn assign(
     plan: &Plan,
     index: &PlanIndex<'_>,
     group_targets: &[Option<usize>],
+    current: &HashMap<&str, &str>,
     out: &mut Vec<Diagnostic>,
 ) -> Assignment {
     let machines = plan.machines.len();
@@ -134,38 +135,93 @@ pub(crate) fn assign(
         )
     });
 
+    // Stickiness: a unit whose machines already replicate through one master target keeps
+    // it while that target still fits (OS, datastores, room). Without this, an edit elsewhere
+    // in the plan (a target added or removed) could move machines lifeboat placed earlier,
+    // and every move of a reprotected machine is a full resync. Kept units are booked first,
+    // then the others are placed as usual.
     let mut classes = TargetClasses::new(plan, &assignment.disks);
-    for unit in &auto {
-        let unit_members: &[usize] = match unit {
-            Unit::Group(g) => &members[*g],
-            Unit::Machine(m) => std::slice::from_ref(m),
-        };
-        let os = plan.machines.get_index(unit_members[0]).1.os.value;
-        let need: usize = unit_members
-            .iter()
-            .map(|&m| plan.machines.get_index(m).1.disk_count())
-            .sum();
-        let mut datastores: Vec<&str> = unit_members
-            .iter()
-            .map(|&m| plan.machines.get_index(m).1.datastore.value.as_str())
-            .collect();
-        datastores.sort_unstable();
-        datastores.dedup();
-
+    let (kept, rest): (Vec<&Unit>, Vec<&Unit>) = auto.iter().partition(|unit| {
+        current_target(plan, index, current, unit_members(unit, &members)).is_some()
+    });
+    let mut unplaced = Vec::new();
+    for unit in kept {
+        let unit_members = unit_members(unit, &members);
+        let (os, need, datastores) = needs(plan, unit_members);
+        let target = current_target(plan, index, current, unit_members).expect("partitioned on it");
+        if classes.book(target, os, &datastores, need) {
+            place(&mut assignment, unit_members, target, need);
+        } else {
+            unplaced.push(unit);
+        }
+    }
+    unplaced.extend(rest);
+    // Keep the name order among everything placed the usual way.
+    unplaced.sort_by_key(|unit| {
+        (
+            matches!(unit, Unit::Machine(_)),
+            unit_name(unit).to_string(),
+        )
+    });
+    for unit in unplaced {
+        let unit_members = unit_members(unit, &members);
+        let (os, need, datastores) = needs(plan, unit_members);
         match classes.choose(os, &datastores, need) {
-            Ok(mt) => {
-                assignment.disks[mt] += need;
-                for &m in unit_members {
-                    assignment.machine_target[m] = Some(mt);
-                    assignment.chosen[m] = true;
-                }
-            }
+            Ok(mt) => place(&mut assignment, unit_members, mt, need),
             Err(reason) => out.push(no_master_target(plan, unit, os, need, &datastores, reason)),
         }
     }
 
     datastore_check(plan, &assignment, out);
     assignment
+}
+
+fn unit_members<'a>(unit: &'a Unit, members: &'a [Vec<usize>]) -> &'a [usize] {
+    match unit {
+        Unit::Group(g) => &members[*g],
+        Unit::Machine(m) => std::slice::from_ref(m),
+    }
+}
+
+/// A unit's OS (its first member's), its disks, and the datastores its members use.
+fn needs<'p>(plan: &'p Plan, unit_members: &[usize]) -> (Os, usize, Vec<&'p str>) {
+    let machine = |m: usize| &plan.machines.get_index(m).1.value;
+    let os = machine(unit_members[0]).os.value;
+    let need = unit_members.iter().map(|&m| machine(m).disk_count()).sum();
+    let mut datastores: Vec<&str> = unit_members
+        .iter()
+        .map(|&m| machine(m).datastore.value.as_str())
+        .collect();
+    datastores.sort_unstable();
+    datastores.dedup();
+    (os, need, datastores)
+}
+
+/// The master target every member of a unit currently replicates through, if they agree.
+fn current_target(
+    plan: &Plan,
+    index: &PlanIndex<'_>,
+    current: &HashMap<&str, &str>,
+    unit_members: &[usize],
+) -> Option<usize> {
+    let mut target = None;
+    for &m in unit_members {
+        let name = plan.machines.get_index(m).0.value.as_str();
+        let t = index.master_target(current.get(name)?)?;
+        if target.is_some_and(|existing| existing != t) {
+            return None;
+        }
+        target = Some(t);
+    }
+    target
+}
+
+fn place(assignment: &mut Assignment, unit_members: &[usize], mt: usize, need: usize) {
+    assignment.disks[mt] += need;
+    for &m in unit_members {
+        assignment.machine_target[m] = Some(mt);
+        assignment.chosen[m] = true;
+    }
 }
 
 fn own_target_span(plan: &Plan, m: usize) -> Option<Span> {
@@ -191,6 +247,9 @@ enum NoTarget {
 /// targets; real fleets have a handful of classes however many targets they run.
 struct TargetClasses<'p> {
     classes: Vec<TargetClass<'p>>,
+    /// For each master target, its class and its name and disks as its class keys it.
+    class_of: Vec<usize>,
+    entry_of: Vec<(usize, &'p str, usize)>,
 }
 
 struct TargetClass<'p> {
@@ -203,6 +262,8 @@ impl<'p> TargetClasses<'p> {
     fn new(plan: &'p Plan, disks: &[usize]) -> Self {
         let mut index: HashMap<(Os, Vec<&'p str>), usize> = HashMap::new();
         let mut classes: Vec<TargetClass<'p>> = Vec::new();
+        let mut class_of = Vec::with_capacity(plan.master_targets.len());
+        let mut entry_of = Vec::with_capacity(plan.master_targets.len());
         for (mt, (name, target)) in plan.master_targets.iter().enumerate() {
             let mut datastores: Vec<&str> =
                 target.datastores.iter().map(|d| d.value.as_str()).collect();
@@ -217,11 +278,39 @@ impl<'p> TargetClasses<'p> {
                 });
                 classes.len() - 1
             });
-            classes[class]
-                .by_load
-                .insert((disks[mt], name.value.as_str(), mt));
+            let entry = (disks[mt], name.value.as_str(), mt);
+            classes[class].by_load.insert(entry);
+            class_of.push(class);
+            entry_of.push(entry);
         }
-        Self { classes }
+        Self {
+            classes,
+            class_of,
+            entry_of,
+        }
+    }
+
+    /// Books `need` disks on target `mt` if it runs `os`, sees every datastore and has room.
+    fn book(&mut self, mt: usize, os: Os, datastores: &[&str], need: usize) -> bool {
+        let class = &self.classes[self.class_of[mt]];
+        let (load, _, _) = self.entry_of[mt];
+        let fits = class.os == os
+            && datastores
+                .iter()
+                .all(|ds| class.datastores.binary_search(ds).is_ok())
+            && load + need <= MAX_DISKS_PER_MASTER_TARGET;
+        if fits {
+            self.move_load(mt, need);
+        }
+        fits
+    }
+
+    fn move_load(&mut self, mt: usize, need: usize) {
+        let (load, name, _) = self.entry_of[mt];
+        let by_load = &mut self.classes[self.class_of[mt]].by_load;
+        by_load.remove(&(load, name, mt));
+        by_load.insert((load + need, name, mt));
+        self.entry_of[mt] = (load + need, name, mt);
     }
 
     /// Picks the target for a unit and books its disks there.
@@ -247,16 +336,13 @@ impl<'p> TargetClasses<'p> {
             })
             .collect();
         let candidates = if seeing.is_empty() { same_os } else { seeing };
-        let (class, entry) = candidates
+        let (_, (_, _, mt)) = candidates
             .into_iter()
             .filter_map(|c| self.classes[c].by_load.first().map(|&entry| (c, entry)))
             .filter(|&(_, (load, _, _))| load + need <= MAX_DISKS_PER_MASTER_TARGET)
             .min_by_key(|&(_, (load, name, _))| (load, name))
             .ok_or(NoTarget::AllFull)?;
-        let (load, name, mt) = entry;
-        let by_load = &mut self.classes[class].by_load;
-        by_load.remove(&entry);
-        by_load.insert((load + need, name, mt));
+        self.move_load(mt, need);
         Ok(mt)
     }
 }
@@ -412,6 +498,44 @@ mod tests {
                 ("b".to_string(), Some("mt-b".to_string()), true),
                 ("w".to_string(), Some("mt-w".to_string()), true),
             ]
+        );
+    }
+
+    #[test]
+    fn machines_keep_the_target_they_replicate_through_while_it_fits() {
+        let yaml = format!(
+            "{HEAD}machines:\n  a: {{os: linux, datastore: ds}}\n  b: {{os: linux, datastore: ds}}\n  g1: {{os: linux, datastore: ds}}\n  g2: {{os: linux, datastore: ds}}\nreplication_groups:\n  g: {{machines: [g1, g2]}}\n"
+        );
+        let file = SourceFile::new("t.yaml", "t.yaml", yaml);
+        let plan = load::load_plan(&file).expect("loads");
+        let fresh = validate::validate(&plan);
+        let names = |v: &validate::Validation| {
+            (0..plan.machines.len())
+                .map(|m| {
+                    v.assignment
+                        .target_name(&plan, m)
+                        .unwrap_or("-")
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&fresh), ["mt-b", "mt-b", "mt-a", "mt-a"]);
+        // Today `b` and the group replicate through other targets than a fresh plan would
+        // choose; they stay. A group only stays when all its members agree.
+        let current = std::collections::HashMap::from([
+            ("b", "mt-a"),
+            ("g1", "mt-b"),
+            ("g2", "mt-b"),
+            ("a", "mt-w"),
+        ]);
+        let sticky = validate::validate_with(&plan, &current);
+        assert!(sticky.diagnostics.is_empty(), "{:?}", sticky.diagnostics);
+        // `a` is on a Windows target, which no longer fits a Linux machine: it is placed anew.
+        assert_eq!(names(&sticky), ["mt-a", "mt-a", "mt-b", "mt-b"]);
+        let split = std::collections::HashMap::from([("g1", "mt-b"), ("g2", "mt-a")]);
+        assert_eq!(
+            names(&validate::validate_with(&plan, &split))[2..],
+            ["mt-a", "mt-a"]
         );
     }
 

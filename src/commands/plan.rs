@@ -6,7 +6,7 @@
 //! artefact. Exit codes (DESIGN.md §6): 1 on any error; with `--detailed-exitcode`, 0 when
 //! there is nothing to do and 2 when there are changes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use lifeboat_engine::diagnostic::{JsonDiagnostic, codes};
@@ -93,6 +93,20 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
             return Exit::Error;
         }
     };
+
+    // Assign again knowing where machines replicate today, so lifeboat's own earlier choices
+    // stay put (see `assign`); the plan was already checked above, this only moves nothing.
+    let current: HashMap<&str, &str> = facts
+        .machines
+        .iter()
+        .filter_map(|(name, fact)| {
+            Some((
+                name.as_str(),
+                fact.settings.as_ref()?.master_target.as_str(),
+            ))
+        })
+        .collect();
+    let validation = validate::validate_with(&plan, &current);
 
     let mut diagnostics = validation.diagnostics.clone();
     diagnostics.extend(preflight::preflight(

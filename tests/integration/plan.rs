@@ -481,3 +481,17 @@ fn markdown_of_a_large_estate_stays_under_the_comment_limit() {
     assert!(markdown.contains("changes not shown"), "a truncation note");
     assert!(markdown.starts_with("### lifeboat plan"));
 }
+
+#[test]
+fn machines_stay_on_the_master_target_lifeboat_chose_earlier() {
+    // A fresh plan puts the `web` group on `mt-linux-01`. Today it replicates through
+    // `mt-linux-02`, which still fits: no replace, no full resync.
+    let example = Example::new("reprotected");
+    example.edit(|world| {
+        put_at(world, "web-01", Stage::Reprotected, "mt-linux-02", "vsan-01");
+        put_at(world, "web-02", Stage::Reprotected, "mt-linux-02", "vsan-01");
+    });
+    let (_, plan) = example.plan_json(&[]);
+    assert!(!ids(&plan).iter().any(|id| id.contains("machine.web-0")), "{:?}", ids(&plan));
+    assert_eq!(plan["summary"]["changes"]["replace"], 0);
+}

@@ -73,11 +73,23 @@ impl Validation {
 
 /// Runs every static check. Diagnostics come back sorted by their position in the file.
 pub fn validate(plan: &Plan) -> Validation {
+    validate_with(plan, &HashMap::new())
+}
+
+/// [`validate`], with the master target each machine currently replicates through (from the
+/// provider's facts), so lifeboat's own choices stay where they are while they still fit.
+pub fn validate_with(plan: &Plan, current_targets: &HashMap<&str, &str>) -> Validation {
     let index = PlanIndex::new(plan);
     let mut diagnostics = Vec::new();
     names::check(plan, &index, &mut diagnostics);
     let group_targets = groups::check(plan, &index, &mut diagnostics);
-    let assignment = assign::assign(plan, &index, &group_targets, &mut diagnostics);
+    let assignment = assign::assign(
+        plan,
+        &index,
+        &group_targets,
+        current_targets,
+        &mut diagnostics,
+    );
     boot_order::check(plan, &index, &mut diagnostics);
     window::check(plan, &mut diagnostics);
     diagnostic::sort(&mut diagnostics);

@@ -58,6 +58,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
+    /// Print the operation graph `apply` would walk (Mermaid renders in pull requests).
+    Graph {
+        /// The plan file.
+        #[arg(default_value = "lifeboat.yaml")]
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
     /// Print a JSON Schema.
     Schema {
         #[arg(value_enum)]
@@ -94,6 +102,13 @@ pub enum OutputFormat {
     Json,
     /// For pull-request comments: summary first, never over 65,000 characters.
     Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz.
+    Dot,
+    Mermaid,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

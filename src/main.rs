@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
     let exit = match cli.command {
         Command::Validate { plan, format } => commands::validate::run(&plan, format),
         Command::Diff { old, new, format } => commands::diff::run(&old, &new, format),
+        Command::Graph { plan, format } => commands::graph::run(&plan, format),
         Command::Schema { which } => commands::schema::run(which),
         Command::Plan {
             plan,

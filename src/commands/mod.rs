@@ -1,4 +1,6 @@
 pub mod diff;
+pub mod graph;
+pub mod pipeline;
 pub mod plan;
 pub mod provider;
 pub mod schema;

@@ -2,4 +2,5 @@
 
 pub mod diagnostics;
 pub mod diff;
+pub mod graph;
 pub mod plan;

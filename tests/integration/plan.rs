@@ -488,10 +488,64 @@ fn machines_stay_on_the_master_target_lifeboat_chose_earlier() {
     // `mt-linux-02`, which still fits: no replace, no full resync.
     let example = Example::new("reprotected");
     example.edit(|world| {
-        put_at(world, "web-01", Stage::Reprotected, "mt-linux-02", "vsan-01");
-        put_at(world, "web-02", Stage::Reprotected, "mt-linux-02", "vsan-01");
+        put_at(
+            world,
+            "web-01",
+            Stage::Reprotected,
+            "mt-linux-02",
+            "vsan-01",
+        );
+        put_at(
+            world,
+            "web-02",
+            Stage::Reprotected,
+            "mt-linux-02",
+            "vsan-01",
+        );
     });
     let (_, plan) = example.plan_json(&[]);
-    assert!(!ids(&plan).iter().any(|id| id.contains("machine.web-0")), "{:?}", ids(&plan));
+    assert!(
+        !ids(&plan).iter().any(|id| id.contains("machine.web-0")),
+        "{:?}",
+        ids(&plan)
+    );
     assert_eq!(plan["summary"]["changes"]["replace"], 0);
+}
+
+#[test]
+fn graph_renders_the_dag_in_dot_and_mermaid() {
+    let example = Example::new("committed");
+    let (_, plan) = example.plan_json(&[]);
+    let edges: usize = changes(&plan)
+        .iter()
+        .map(|c| c["depends_on"].as_array().map_or(0, Vec::len))
+        .sum();
+    for format in ["dot", "mermaid"] {
+        let output = example
+            .lifeboat()
+            .args(["graph", "--format", format])
+            .output()
+            .expect("runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).expect("UTF-8");
+        let arrow = if format == "dot" { " -> " } else { " --> " };
+        // Every change's dependencies are edges; checkpoints add their own outgoing edges.
+        assert!(
+            text.matches(arrow).count() >= edges,
+            "{format}: fewer edges than dependencies"
+        );
+        for change in changes(&plan) {
+            let label = format!(
+                "{} {}",
+                change["action"].as_str().expect("action"),
+                change["address"].as_str().expect("address")
+            );
+            assert!(text.contains(&label), "{format}: `{label}` missing");
+        }
+        insta::assert_snapshot!(format!("graph_{format}_committed"), text);
+    }
 }

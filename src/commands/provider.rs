@@ -51,7 +51,7 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<SimProvi
             store::write(&path, &world)
         });
         match created {
-            Ok(()) => eprintln!(
+            Ok(_) => eprintln!(
                 "created the world `{}` from `{}` (delete it to start the rehearsal over)",
                 path.display(),
                 start_path.display()

@@ -42,7 +42,9 @@ const MAX_POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct SimProvider {
     path: PathBuf,
-    gate: Arc<tokio::sync::Mutex<()>>,
+    /// Serialises this process's transactions on the world, and holds the parsed-world cache
+    /// they share (see [`store::ParsedCache`]).
+    gate: Arc<tokio::sync::Mutex<store::ParsedCache>>,
 }
 
 impl SimProvider {
@@ -50,8 +52,18 @@ impl SimProvider {
     /// with its diagnostics before any operation runs.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, WorldError> {
         let path = path.into();
-        store::read(&path)?;
         let gate = store::gate(&path);
+        // Parse once now so a bad world is reported before anything runs; the parsed world
+        // stays in the cache for the first transaction. When another task of this process is
+        // in a transaction on the world, check it without the cache rather than wait.
+        match gate.try_lock() {
+            Ok(mut cache) => {
+                store::read_cached(&path, &mut cache)?;
+            }
+            Err(_) => {
+                store::read(&path)?;
+            }
+        }
         Ok(Self { path, gate })
     }
 
@@ -69,10 +81,10 @@ impl SimProvider {
         &self,
         change: impl FnOnce(&mut World, Timestamp) -> R + Send + 'static,
     ) -> Result<R, ProviderError> {
-        let _guard = self.gate.lock().await;
+        let mut cache = self.gate.clone().lock_owned().await;
         let path = self.path.clone();
         let result = tokio::task::spawn_blocking(move || {
-            store::transact_blocking(&path, |world| {
+            store::transact_blocking(&path, &mut cache, |world| {
                 let now = Timestamp(jiff::Timestamp::now());
                 settle(world, now);
                 change(world, now)

@@ -57,8 +57,9 @@ fn first_message(diagnostics: &[Diagnostic]) -> String {
 }
 
 /// The async mutex of each world file in this process, keyed by its absolute path.
-pub(crate) fn gate(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+pub(crate) fn gate(path: &Path) -> Arc<tokio::sync::Mutex<ParsedCache>> {
+    static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<ParsedCache>>>>> =
+        OnceLock::new();
     let key = std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf());
@@ -84,7 +85,7 @@ pub fn read(path: &Path) -> Result<World, WorldError> {
 }
 
 /// Writes a world atomically: a temporary file beside it, flushed, then renamed over it.
-pub fn write(path: &Path, world: &World) -> Result<(), WorldError> {
+pub fn write(path: &Path, world: &World) -> Result<String, WorldError> {
     let text = world::to_yaml(world).map_err(WorldError::Serialise)?;
     let write_error = |source| WorldError::Write {
         path: path.to_path_buf(),
@@ -109,7 +110,7 @@ pub fn write(path: &Path, world: &World) -> Result<(), WorldError> {
     temp.write_all(text.as_bytes()).map_err(write_error)?;
     temp.as_file().sync_all().map_err(write_error)?;
     temp.persist(path).map_err(|e| write_error(e.error))?;
-    Ok(())
+    Ok(text)
 }
 
 #[cfg(unix)]
@@ -152,18 +153,72 @@ pub(crate) fn lock(path: &Path) -> Result<FileLock, WorldError> {
     Ok(FileLock(file))
 }
 
+/// The last world a provider read or wrote, keyed by the exact bytes of the file.
+///
+/// Every transaction must see what other processes wrote, so it always reads the file under
+/// the lock; but parsing a large world costs far more than reading it. When the bytes are the
+/// ones this cache holds, the parsed world is reused. Any change by anyone changes the bytes,
+/// so the cache can never hide a write.
+#[derive(Debug, Default)]
+pub(crate) struct ParsedCache {
+    bytes: Vec<u8>,
+    world: Option<World>,
+}
+
+impl ParsedCache {
+    fn get(&self, bytes: &[u8]) -> Option<World> {
+        self.world.as_ref().filter(|_| self.bytes == bytes).cloned()
+    }
+
+    fn put(&mut self, bytes: Vec<u8>, world: &World) {
+        self.bytes = bytes;
+        self.world = Some(world.clone());
+    }
+}
+
+/// Reads the world through the cache.
+pub(crate) fn read_cached(path: &Path, cache: &mut ParsedCache) -> Result<World, WorldError> {
+    let bytes = std::fs::read(path).map_err(|source| WorldError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Some(world) = cache.get(&bytes) {
+        return Ok(world);
+    }
+    let text = String::from_utf8(bytes).map_err(|e| WorldError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is not valid UTF-8 (first invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        ),
+    })?;
+    let file = SourceFile::new(path.display().to_string(), path, text);
+    let world = world::parse(&file).map_err(|diagnostics| WorldError::Invalid {
+        file: Box::new(file.clone()),
+        diagnostics,
+    })?;
+    cache.put(file.text().as_bytes().to_vec(), &world);
+    Ok(world)
+}
+
 /// One read-modify-write of the world under both locks. The world is written only when the
-/// change function changed it.
+/// change function changed it; the cache holds the world as read, so it doubles as the
+/// "before" to compare with.
 pub(crate) fn transact_blocking<R>(
     path: &Path,
+    cache: &mut ParsedCache,
     change: impl FnOnce(&mut World) -> R,
 ) -> Result<R, WorldError> {
     let _lock = lock(path)?;
-    let mut world = read(path)?;
-    let before = world.clone();
+    let mut world = read_cached(path, cache)?;
     let result = change(&mut world);
-    if world != before {
-        write(path, &world)?;
+    if cache.world.as_ref() != Some(&world) {
+        let text = write(path, &world)?;
+        cache.bytes = text.into_bytes();
+        cache.world = Some(world);
     }
     Ok(result)
 }

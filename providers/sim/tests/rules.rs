@@ -600,3 +600,34 @@ fn concurrent_operations_on_one_world_are_all_recorded() {
         assert_eq!(world.master_targets["mt-linux-01"].disks_attached, 5);
     });
 }
+
+/// The provider keeps the parsed world between transactions; a write by anyone else (another
+/// process, a person editing the file) must still be seen by the next transaction.
+#[test]
+fn a_world_changed_behind_the_providers_back_is_read_again() {
+    let (_dir, path) = world(|_| {});
+    let sim = provider(&path);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let request = lifeboat_engine::provider::RefreshRequest {
+        master_targets: vec!["mt-linux-01".to_string()],
+        ..Default::default()
+    };
+    let snapshots =
+        |facts: &lifeboat_engine::provider::Facts| facts.master_targets["mt-linux-01"].snapshots;
+    let before = runtime.block_on(sim.refresh(&request)).expect("refreshes");
+    assert_eq!(snapshots(&before), Some(0));
+
+    let mut edited = lifeboat_provider_sim::store::read(&path).expect("reads");
+    edited
+        .master_targets
+        .get_mut("mt-linux-01")
+        .expect("exists")
+        .snapshots = 3;
+    lifeboat_provider_sim::store::write(&path, &edited).expect("writes");
+
+    let after = runtime.block_on(sim.refresh(&request)).expect("refreshes");
+    assert_eq!(snapshots(&after), Some(3));
+}

@@ -18,9 +18,12 @@ pub const MAX_PLAN_BYTES: usize = 256 * 1024 * 1024;
 /// serde-saphyr's defaults (250,000 nodes) fit hand-written configs; a 100,000-machine plan
 /// has about 2 million nodes. Depth stays at the default: a plan is five levels deep, so
 /// deeper input is an error, and a bounded depth keeps hostile input from exhausting the stack.
-pub(crate) fn yaml_options() -> serde_saphyr::Options {
+pub(crate) fn yaml_options(duplicates: Duplicates) -> serde_saphyr::Options {
     serde_saphyr::options! {
-        duplicate_keys: DuplicateKeyPolicy::PassThrough,
+        duplicate_keys: match duplicates {
+            Duplicates::PassThrough => DuplicateKeyPolicy::PassThrough,
+            Duplicates::Reject => DuplicateKeyPolicy::Error,
+        },
         budget: serde_saphyr::budget! {
             max_nodes: 50_000_000,
             max_events: 100_000_000,
@@ -33,13 +36,24 @@ pub(crate) fn yaml_options() -> serde_saphyr::Options {
 /// Parses a plan file. On failure the diagnostic is `plan::syntax` when the text is not YAML
 /// at all, `plan::schema` when it is YAML but not a plan.
 pub fn load_plan(file: &SourceFile) -> Result<Plan, Box<Diagnostic>> {
-    parse_document(file, "plan")
+    parse_document(file, "plan", Duplicates::PassThrough)
+}
+
+/// What the parser does with a key that appears twice in one mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicates {
+    /// Hand both entries to the type, which reports them (the plan's `NamedMap`s do, with a
+    /// label on each definition).
+    PassThrough,
+    /// Refuse the document: for types built on ordinary maps, which would keep one silently.
+    Reject,
 }
 
 /// Parses any YAML document of ours (plan, world) with the same rules and diagnostics.
 pub fn parse_document<T: serde::de::DeserializeOwned>(
     file: &SourceFile,
     what: &str,
+    duplicates: Duplicates,
 ) -> Result<T, Box<Diagnostic>> {
     let text = file.text();
     if text.len() > MAX_PLAN_BYTES {
@@ -63,14 +77,16 @@ pub fn parse_document<T: serde::de::DeserializeOwned>(
                 )),
         ));
     }
-    match serde_saphyr::from_str_with_options::<T>(text, yaml_options()) {
+    match serde_saphyr::from_str_with_options::<T>(text, yaml_options(duplicates)) {
         Ok(value) => Ok(value),
         Err(typed_error) => {
             // Only on failure, parse again without types: if even that fails, the text is not
             // YAML and the parser's error is the one to show.
-            let syntax =
-                serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(text, yaml_options())
-                    .err();
+            let syntax = serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(
+                text,
+                yaml_options(Duplicates::PassThrough),
+            )
+            .err();
             Err(Box::new(match syntax {
                 Some(error) => yaml_diagnostic(file, &error, codes::PLAN_SYNTAX, what),
                 None => yaml_diagnostic(file, &typed_error, codes::PLAN_SCHEMA, what),
@@ -224,10 +240,16 @@ fn describe(error: &YamlError, what: &str) -> (String, String, Option<String>) {
                 Some(at) => text[..at].to_string(),
                 None => text,
             };
-            if let Some(key) = text
+            // serde's derived structs say "duplicate field `k`"; the parser, under
+            // `Duplicates::Reject`, says "duplicate mapping key: k, set DuplicateKeyPolicy…".
+            let duplicate = text
                 .strip_prefix("duplicate field `")
                 .and_then(|rest| rest.split('`').next())
-            {
+                .or_else(|| {
+                    text.strip_prefix("duplicate mapping key: ")
+                        .and_then(|rest| rest.split(',').next())
+                });
+            if let Some(key) = duplicate {
                 return (
                     format!("key `{key}` appears twice in one mapping"),
                     "defined again here".to_string(),
@@ -237,7 +259,7 @@ fn describe(error: &YamlError, what: &str) -> (String, String, Option<String>) {
             (
                 lowercase_first(&text),
                 "here".to_string(),
-                Some("see `lifeboat schema plan` for the format".to_string()),
+                Some(format!("see `lifeboat schema {what}` for the format")),
             )
         }
     }

@@ -121,6 +121,18 @@ fn a_world_with_an_unknown_key() {
 }
 
 #[test]
+fn a_world_with_a_machine_defined_twice() {
+    // Ordinary maps would keep one of the two silently; the world is refused instead.
+    let text = healthy_world_text();
+    // Machines are written in name order: `app-01`, then `web-01`.
+    let start = text.find("\n  app-01:\n").expect("app-01 is in the world") + 1;
+    let end = start + text[start..].find("\n  web-01:").expect("web-01 follows") + 1;
+    let doubled = format!("{}{}{}", &text[..end], &text[start..end], &text[end..]);
+    let stderr = malformed(&doubled, "world::schema");
+    assert!(stderr.contains("key `app-01` appears twice"), "{stderr}");
+}
+
+#[test]
 fn a_world_referring_to_a_missing_host() {
     let text = healthy_world_text().replacen("esxi_host: esx-01", "esxi_host: esx-99", 1);
     let stderr = malformed(&text, "world::unknown-reference");

@@ -425,19 +425,21 @@ pub fn schema() -> schemars::Schema {
 /// Parses a world file: a syntax or type error is one diagnostic, then every dangling
 /// reference is reported at once. Codes are `world::*`; labels point into the world file.
 pub fn parse(file: &SourceFile) -> Result<World, Vec<Diagnostic>> {
-    let world: World = load::parse_document(file, "world").map_err(|diagnostic| {
-        let mut diagnostic = *diagnostic;
-        diagnostic.code = match diagnostic.code {
-            codes::PLAN_SYNTAX => codes::WORLD_SYNTAX,
-            _ => codes::WORLD_SCHEMA,
-        };
-        if diagnostic.message.ends_with("is empty") {
-            diagnostic.help = Some(
-                "create a world with `lifeboat sim init`; see `lifeboat schema world`".to_string(),
-            );
-        }
-        vec![diagnostic]
-    })?;
+    let world: World =
+        load::parse_document(file, "world", load::Duplicates::Reject).map_err(|diagnostic| {
+            let mut diagnostic = *diagnostic;
+            diagnostic.code = match diagnostic.code {
+                codes::PLAN_SYNTAX => codes::WORLD_SYNTAX,
+                _ => codes::WORLD_SCHEMA,
+            };
+            if diagnostic.message.ends_with("is empty") {
+                diagnostic.help = Some(
+                    "create a world with `lifeboat sim init`; see `lifeboat schema world`"
+                        .to_string(),
+                );
+            }
+            vec![diagnostic]
+        })?;
     let problems = references(&world);
     if problems.is_empty() {
         Ok(world)

@@ -15,3 +15,13 @@ pub fn plan_output() -> schemars::Schema {
 pub fn diff() -> schemars::Schema {
     schemars::schema_for!(DiffReport)
 }
+
+/// The state file (`.lifeboat/state.json`).
+pub fn state() -> schemars::Schema {
+    schemars::schema_for!(crate::state::State)
+}
+
+/// A saved plan (`plan --out FILE`).
+pub fn saved_plan() -> schemars::Schema {
+    schemars::schema_for!(crate::saved::SavedPlan)
+}

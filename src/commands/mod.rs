@@ -2,7 +2,9 @@ pub mod diff;
 pub mod plan;
 pub mod provider;
 pub mod schema;
+pub mod show;
 pub mod sim;
+pub mod state;
 pub mod validate;
 
 /// What a command asks the process to exit with (DESIGN.md §6).

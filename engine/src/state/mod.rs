@@ -333,7 +333,7 @@ fn holder(info: Option<&LockInfo>) -> String {
 }
 
 /// `std::io::Error` messages start with a capital; lifeboat's messages do not.
-pub(crate) fn lower(error: &std::io::Error) -> String {
+pub fn lower(error: &std::io::Error) -> String {
     let text = error.to_string();
     let mut chars = text.chars();
     match chars.next() {

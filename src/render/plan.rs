@@ -108,7 +108,7 @@ fn render_drift_human(drift: &[Drift]) -> String {
     }
     let _ = writeln!(
         out,
-        "\nDrift: {} machine(s). Run `lifeboat plan` to see what apply would do about it.",
+        "\nDrift: {} difference(s). Run `lifeboat plan` to see what apply would do about it.",
         drift.len()
     );
     out

@@ -111,10 +111,10 @@ fn ids(plan: &Value) -> Vec<String> {
 /// placeholders, so snapshots are stable.
 fn redact(text: &str, state: &State) -> String {
     let mut text = text.replace(&state.lineage, "[lineage]");
-    if let Some(start) = text.find("made ") {
-        if let Some(end) = text[start..].find(" from ") {
-            text.replace_range(start + 5..start + end, "[time]");
-        }
+    if let Some(start) = text.find("made ")
+        && let Some(end) = text[start..].find(" from ")
+    {
+        text.replace_range(start + 5..start + end, "[time]");
     }
     if let Some(start) = text.find("sha256 ") {
         text.replace_range(start + 7..start + 7 + 64, "[sha256]");

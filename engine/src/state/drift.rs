@@ -36,7 +36,10 @@ pub enum DriftKind {
     Missing,
 }
 
-fn pairs(s: &ReprotectSettings) -> [(&'static str, &str); 5] {
+/// A setting's name and value.
+type Setting<'a> = (&'static str, &'a str);
+
+fn pairs(s: &ReprotectSettings) -> [Setting<'_>; 5] {
     [
         ("master_target", &s.master_target),
         ("process_server", &s.process_server),
@@ -46,7 +49,7 @@ fn pairs(s: &ReprotectSettings) -> [(&'static str, &str); 5] {
     ]
 }
 
-fn observed(s: &AppliedSettings) -> [(&'static str, &str); 5] {
+fn observed(s: &AppliedSettings) -> [Setting<'_>; 5] {
     [
         ("master_target", &s.master_target),
         ("process_server", &s.process_server),
@@ -85,7 +88,7 @@ pub fn detect(state: &State, facts: &Facts) -> Vec<Drift> {
             });
         }
         if let (Some(recorded), Some(seen)) = (&machine.settings, &fact.settings) {
-            let differing: Vec<((&str, &str), (&str, &str))> = pairs(recorded)
+            let differing: Vec<(Setting<'_>, Setting<'_>)> = pairs(recorded)
                 .into_iter()
                 .zip(observed(seen))
                 .filter(|(a, b)| a.1 != b.1)
@@ -147,7 +150,7 @@ mod tests {
             recovery: Recovery::Original,
         };
         let mut state = State::new();
-        let mut at = |stage| MachineState {
+        let at = |stage| MachineState {
             settings: Some(settings.clone()),
             ..MachineState::at(stage)
         };

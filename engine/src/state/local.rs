@@ -169,7 +169,7 @@ impl StateBackend for LocalBackend {
                     if now >= deadline {
                         return Err(StateError::Locked {
                             path: self.path.clone(),
-                            info: self.read_info().unwrap_or(None),
+                            info: self.read_info().unwrap_or(None).map(Box::new),
                         });
                     }
                     std::thread::sleep(POLL.min(deadline - now));
@@ -209,7 +209,7 @@ impl StateBackend for LocalBackend {
             return Err(StateError::WrongLockId {
                 path: self.path.clone(),
                 given: id.to_string(),
-                info,
+                info: Box::new(info),
             });
         }
         // An OS lock cannot be taken from a live process. If it is still held, the owner is
@@ -227,7 +227,7 @@ impl StateBackend for LocalBackend {
             }
             Err(TryLockError::WouldBlock) => Err(StateError::LockInUse {
                 path: self.path.clone(),
-                info,
+                info: Box::new(info),
             }),
             Err(TryLockError::Error(source)) => Err(StateError::Lock {
                 path: self.path.clone(),

@@ -293,10 +293,10 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the state `{}` is locked by {}", path.display(), holder(info.as_ref()))]
+    #[error("the state `{}` is locked by {}", path.display(), holder(info.as_deref()))]
     Locked {
         path: PathBuf,
-        info: Option<LockInfo>,
+        info: Option<Box<LockInfo>>,
     },
     #[error("cannot lock the state `{}`: {}", path.display(), lower(source))]
     Lock {
@@ -309,10 +309,10 @@ pub enum StateError {
     WrongLockId {
         path: PathBuf,
         given: String,
-        info: LockInfo,
+        info: Box<LockInfo>,
     },
     #[error("lock `{}` on `{}` is held by a running process ({}); stop that process: its lock ends with it", info.id, path.display(), info)]
-    LockInUse { path: PathBuf, info: LockInfo },
+    LockInUse { path: PathBuf, info: Box<LockInfo> },
     #[error(
         "machine `{machine}` already has a pending `{kind}` operation `{id}`; reconcile it first"
     )]

@@ -39,6 +39,33 @@ pub enum Command {
         /// and what it depends on; repeatable.
         #[arg(long = "target", value_name = "ADDR")]
         targets: Vec<String>,
+        /// Save the plan to FILE for review (`lifeboat show FILE`) and for `apply FILE`.
+        #[arg(long, value_name = "FILE", conflicts_with = "refresh_only")]
+        out: Option<PathBuf>,
+        /// Only compare the state with both sites and report the drift; plan no changes.
+        #[arg(long)]
+        refresh_only: bool,
+        /// Record in the saved plan that its `replace` changes (full resyncs) may be carried out.
+        #[arg(long)]
+        allow_replace: bool,
+        /// How long to wait for the state lock, e.g. `30s`, `5m`; by default fail at once.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
+    },
+    /// Show a saved plan (`plan --out FILE`) in any format.
+    Show {
+        /// The saved plan.
+        saved: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Inspect the state, or remove a stale lock.
+    State {
+        /// The plan file whose state to use (its `state` setting says where the state is).
+        #[arg(long, global = true, default_value = "lifeboat.yaml")]
+        plan: PathBuf,
+        #[command(subcommand)]
+        command: StateCommand,
     },
     /// Work with the simulated estate of the `sim` provider.
     Sim {
@@ -89,6 +116,36 @@ pub enum SimCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Every machine the state knows, with its stage and any pending operation.
+    List {
+        #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+        format: DiagnosticFormat,
+    },
+    /// One machine's state: stage, applied settings, provider ids, pending operation.
+    Show {
+        /// `machine.NAME`.
+        address: String,
+        #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+        format: DiagnosticFormat,
+    },
+    /// Remove a lock left behind by a process that is gone; only with the lock's id.
+    Unlock {
+        /// The id a locked command printed.
+        lock_id: String,
+    },
+}
+
+/// `30s`, `5m`, `1h 30m` or an ISO 8601 duration; never negative.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a duration like `30s` or `5m`: {e}"))?;
+    std::time::Duration::try_from(duration)
+        .map_err(|_| format!("`{text}` is negative; use a duration like `30s` or `5m`"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DiagnosticFormat {
     Human,
@@ -121,4 +178,8 @@ pub enum SchemaKind {
     World,
     /// The report of `lifeboat diff --format json`.
     Diff,
+    /// The state file (`.lifeboat/state.json`).
+    State,
+    /// A saved plan (`plan --out FILE`).
+    SavedPlan,
 }

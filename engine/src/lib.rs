@@ -14,9 +14,11 @@ pub mod model;
 pub mod planner;
 pub mod preflight;
 pub mod provider;
+pub mod saved;
 pub mod schema;
 pub mod source;
 pub mod span;
+pub mod state;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};

@@ -15,3 +15,23 @@ pub fn plan_output() -> schemars::Schema {
 pub fn diff() -> schemars::Schema {
     schemars::schema_for!(DiffReport)
 }
+
+/// The state file (`.lifeboat/state.json`).
+pub fn state() -> schemars::Schema {
+    schemars::schema_for!(crate::state::State)
+}
+
+/// A saved plan (`plan --out FILE`).
+pub fn saved_plan() -> schemars::Schema {
+    let mut schema = schemars::schema_for!(crate::saved::SavedPlan);
+    // The embedded plan output keeps the `$id` of its own schema, which would make its
+    // `#/$defs/...` references resolve against that document instead of this one.
+    if let Some(output) = schema
+        .get_mut("$defs")
+        .and_then(|defs| defs.get_mut("PlanOutput"))
+        .and_then(|output| output.as_object_mut())
+    {
+        output.remove("$id");
+    }
+    schema
+}

@@ -4,7 +4,9 @@ pub mod pipeline;
 pub mod plan;
 pub mod provider;
 pub mod schema;
+pub mod show;
 pub mod sim;
+pub mod state;
 pub mod validate;
 
 /// What a command asks the process to exit with (DESIGN.md §6).

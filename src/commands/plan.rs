@@ -5,14 +5,23 @@
 //! `--format markdown` put everything on stdout, diagnostics included, so CI can keep one
 //! artefact. Exit codes (DESIGN.md §6): 1 on any error; with `--detailed-exitcode`, 0 when
 //! there is nothing to do and 2 when there are changes.
+//!
+//! `plan` holds the state lock while it runs (so it never reads a state an apply is writing)
+//! and creates the state when there is none, so that even the first plan has a lineage. It
+//! changes nothing else: the state is written only at creation.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use lifeboat_engine::diagnostic::{JsonDiagnostic, codes};
+use lifeboat_engine::model::ProviderConfig;
 use lifeboat_engine::model::Timestamp;
+use lifeboat_engine::planner::ExecutionPlan;
 use lifeboat_engine::planner::output::PlanOutput;
 use lifeboat_engine::provider::Provider;
+use lifeboat_engine::saved::{self, PlanFileRef, ProviderRef, SavedPlan, SavedPlanKind};
+use lifeboat_engine::state::{LockInfo, State, StateBackend, drift};
 use lifeboat_engine::{Diagnostic, SourceFile, diagnostic, load, planner, preflight, validate};
 
 use super::Exit;
@@ -26,6 +35,10 @@ pub struct PlanArgs<'a> {
     pub format: OutputFormat,
     pub detailed_exitcode: bool,
     pub targets: &'a [String],
+    pub out: Option<&'a Path>,
+    pub refresh_only: bool,
+    pub allow_replace: bool,
+    pub lock_timeout: Duration,
 }
 
 pub fn run(args: &PlanArgs<'_>) -> Exit {
@@ -62,6 +75,32 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
             return Exit::Error;
         }
     };
+
+    // The lock is held until `run` returns, through the refresh and the saved plan's write.
+    let backend = super::state::backend(plan_path, &plan);
+    let _lock = match backend.lock(LockInfo::new("plan"), args.lock_timeout) {
+        Ok(lock) => lock,
+        Err(error) => {
+            super::state::report(&error);
+            return Exit::Error;
+        }
+    };
+    let state = match backend.read() {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            let state = State::new();
+            if let Err(error) = backend.write(&state) {
+                super::state::report(&error);
+                return Exit::Error;
+            }
+            state
+        }
+        Err(error) => {
+            super::state::report(&error);
+            return Exit::Error;
+        }
+    };
+
     let Ok(provider) = super::provider::open(plan_path, &plan, &file) else {
         return Exit::Error;
     };
@@ -109,24 +148,56 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
     let validation = validate::validate_with(&plan, &current);
 
     let mut diagnostics = validation.diagnostics.clone();
-    diagnostics.extend(preflight::preflight(
-        &plan,
-        &validation.assignment,
-        &facts,
-        Timestamp(jiff::Timestamp::now()),
-    ));
-    let mut execution = planner::build(&plan, &validation, &facts, &[]);
-    if !args.targets.is_empty() {
-        execution = execution.restrict(&targets);
-        diagnostics.push(targeted_warning(args.targets, &targets));
-    }
+    let execution = if args.refresh_only {
+        // A refresh-only plan changes nothing, so the preflight checks of what `apply` would
+        // do do not apply; it only reports drift.
+        ExecutionPlan {
+            goal: plan.goal(),
+            changes: Vec::new(),
+            graph: Default::default(),
+            untouched: Vec::new(),
+        }
+    } else {
+        diagnostics.extend(preflight::preflight(
+            &plan,
+            &validation.assignment,
+            &facts,
+            Timestamp(jiff::Timestamp::now()),
+        ));
+        let released = state.released(plan.machines.names());
+        let mut execution = planner::build(&plan, &validation, &facts, &released);
+        if !args.targets.is_empty() {
+            execution = execution.restrict(&targets);
+            diagnostics.push(targeted_warning(args.targets, &targets));
+        }
+        execution
+    };
     diagnostic::sort(&mut diagnostics);
 
     let json_diagnostics: Vec<JsonDiagnostic> = diagnostics
         .iter()
         .map(|d| JsonDiagnostic::new(d, &file))
         .collect();
-    let output = PlanOutput::new(&execution, None, None, json_diagnostics);
+    let mut output = PlanOutput::new(
+        &execution,
+        Some(state.lineage.clone()),
+        Some(state.serial),
+        json_diagnostics,
+    );
+    if args.refresh_only {
+        output.drift = Some(drift::detect(&state, &facts));
+    }
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    if let Some(out) = args.out {
+        if has_errors {
+            eprintln!(
+                "error: the plan has errors; it was not saved to `{}`",
+                out.display()
+            );
+        } else if save(args, out, &file, &plan, &provider, &state, &output).is_err() {
+            return Exit::Error;
+        }
+    }
     match args.format {
         OutputFormat::Human => {
             eprint!("{}", render_human(&diagnostics, &file));
@@ -146,15 +217,89 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
         }
     }
 
-    if diagnostics.iter().any(Diagnostic::is_error) {
+    let changed = match &output.drift {
+        Some(drift) => !drift.is_empty(),
+        None => !execution.is_empty(),
+    };
+    if has_errors {
         if args.format == OutputFormat::Human {
             eprintln!("preflight failed: {}", counts(&diagnostics));
         }
         Exit::Error
-    } else if args.detailed_exitcode && !execution.is_empty() {
+    } else if args.detailed_exitcode && changed {
         Exit::Changes
     } else {
         Exit::Success
+    }
+}
+
+/// Writes the saved plan (atomically: a reader never sees half of one).
+fn save(
+    args: &PlanArgs<'_>,
+    out: &Path,
+    file: &SourceFile,
+    plan: &lifeboat_engine::Plan,
+    provider: &dyn Provider,
+    state: &State,
+    output: &PlanOutput,
+) -> Result<(), ()> {
+    let info = provider.describe();
+    // The world is read after the refresh (which may have advanced the simulated clock), so
+    // the digest is that of the estate the plan saw.
+    let world_sha256 = match &plan.provider.value {
+        ProviderConfig::Sim(config) => {
+            let path = super::provider::world_path(args.plan, &config.world);
+            std::fs::read(&path)
+                .ok()
+                .map(|bytes| saved::sha256_hex(&bytes))
+        }
+        _ => None,
+    };
+    let saved_plan = SavedPlan {
+        format_version: saved::FORMAT_VERSION.to_string(),
+        kind: SavedPlanKind::SavedPlan,
+        created_at: Timestamp(jiff::Timestamp::now()),
+        plan_name: plan.name.value.clone(),
+        plan_file: PlanFileRef {
+            path: args.plan.display().to_string(),
+            sha256: saved::sha256_hex(file.text().as_bytes()),
+        },
+        provider: ProviderRef {
+            kind: info.kind.to_string(),
+            identity: info.identity,
+            world_sha256,
+        },
+        lineage: state.lineage.clone(),
+        serial: state.serial,
+        goal: output.goal,
+        allow_replace: args.allow_replace,
+        targets: args.targets.to_vec(),
+        output: output.clone(),
+    };
+    let written = match out.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
+    .and_then(|()| {
+        lifeboat_engine::state::local::write_atomically(out, saved_plan.to_json().as_bytes())
+    });
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "saved the plan to `{}`; review it with `lifeboat show {}`",
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        Err(error) => {
+            eprintln!(
+                "error: cannot write the saved plan `{}`: {}",
+                out.display(),
+                lifeboat_engine::state::lower(&error)
+            );
+            Err(())
+        }
     }
 }
 

@@ -15,6 +15,8 @@ pub fn render(which: SchemaKind) -> String {
         SchemaKind::PlanOutput => lifeboat_engine::schema::plan_output(),
         SchemaKind::World => lifeboat_provider_sim::world::schema(),
         SchemaKind::Diff => lifeboat_engine::schema::diff(),
+        SchemaKind::State => lifeboat_engine::schema::state(),
+        SchemaKind::SavedPlan => lifeboat_engine::schema::saved_plan(),
     };
     serde_json::to_string_pretty(&schema).expect("a schema is plain JSON") + "\n"
 }

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use lifeboat_engine::planner::output::{PlanOutput, Summary, gib};
 use lifeboat_engine::planner::{Action, Change};
+use lifeboat_engine::state::drift::Drift;
 
 /// GitHub refuses comments over 65,536 characters; leave room for a note.
 pub const MARKDOWN_LIMIT: usize = 65_000;
@@ -90,7 +91,33 @@ pub fn summary_line(summary: &Summary) -> String {
     )
 }
 
+/// The view of a refresh-only plan: the drift, one line per difference.
+fn render_drift_human(drift: &[Drift]) -> String {
+    let mut out = String::new();
+    if drift.is_empty() {
+        out.push_str("No drift: every machine in the state is as the state records it.\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "The sites differ from the state ({}); nothing was changed:\n",
+        drift.len()
+    );
+    for d in drift {
+        let _ = writeln!(out, "~ {:<32} {}", d.address, d.message);
+    }
+    let _ = writeln!(
+        out,
+        "\nDrift: {} difference(s). Run `lifeboat plan` to see what apply would do about it.",
+        drift.len()
+    );
+    out
+}
+
 pub fn render_human(output: &PlanOutput) -> String {
+    if let Some(drift) = &output.drift {
+        return render_drift_human(drift);
+    }
     let mut out = String::new();
     if output.changes.is_empty() {
         let _ = writeln!(
@@ -148,6 +175,32 @@ fn escape(text: &str) -> String {
 /// Markdown for a pull-request comment, never longer than [`MARKDOWN_LIMIT`] characters.
 pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
     let mut head = String::new();
+    if let Some(drift) = &output.drift {
+        let _ = writeln!(head, "### lifeboat drift: `{}`\n", escape(plan_name));
+        if drift.is_empty() {
+            head.push_str("No drift.\n");
+            return head;
+        }
+        head.push_str("| machine | drift | state | site |\n|---|---|---|---|\n");
+        for d in drift {
+            let row = format!(
+                "| `{}` | {} | {} | {} |\n",
+                escape(&d.address),
+                escape(&d.message),
+                escape(d.state.as_deref().unwrap_or("—")),
+                escape(d.site.as_deref().unwrap_or("—"))
+            );
+            if head.len() + row.len() > MARKDOWN_LIMIT - 200 {
+                let _ = writeln!(
+                    head,
+                    "\n_Not every machine is shown: the comment would be over {MARKDOWN_LIMIT} characters._"
+                );
+                break;
+            }
+            head.push_str(&row);
+        }
+        return head;
+    }
     let _ = writeln!(
         head,
         "### lifeboat plan: `{}` → goal `{}`\n",

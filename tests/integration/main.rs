@@ -8,5 +8,6 @@ mod plan;
 mod preflight;
 mod schemas;
 mod sim_world;
+mod state;
 mod util;
 mod validate_fixtures;

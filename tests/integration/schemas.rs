@@ -13,6 +13,8 @@ fn committed_schemas_are_up_to_date() {
     for (kind, file) in [
         ("plan", "plan.schema.json"),
         ("plan-output", "plan-output.schema.json"),
+        ("state", "state.schema.json"),
+        ("saved-plan", "saved-plan.schema.json"),
     ] {
         let output = lifeboat().args(["schema", kind]).output().expect("runs");
         assert!(output.status.success());

@@ -27,6 +27,10 @@ pub struct PlanOutput {
     pub untouched: Vec<Untouched>,
     pub diagnostics: Vec<JsonDiagnostic>,
     pub summary: Summary,
+    /// Only under `plan --refresh-only` (then `changes` is empty): where the sites differ
+    /// from what the state records. An empty list means no drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Vec<crate::state::drift::Drift>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -76,6 +80,7 @@ impl PlanOutput {
             untouched: plan.untouched.clone(),
             diagnostics,
             summary: Summary::of(plan),
+            drift: None,
         }
     }
 }

@@ -1,0 +1,534 @@
+//! State (DESIGN.md §4): what lifeboat knows it has done to each machine.
+//!
+//! The state is a small JSON document: a `lineage` set once when the state is created (so a
+//! saved plan can tell "the same state, later" from "another state"), a `serial` bumped only
+//! when the content changes, and per machine its stage, the reprotect settings it was given,
+//! the provider's ids, and the operation in flight, if any.
+//!
+//! Crash safety rests on the write-ahead record: apply calls [`State::record_pending`] and
+//! writes the state *before* it sends an operation, and [`State::complete`] after the
+//! provider reports the end. A crash between the two leaves a `pending` entry whose id the
+//! provider knows, so the next apply reconciles it instead of sending it a second time.
+//!
+//! Backends ([`StateBackend`]) keep the document somewhere and guard it with a lock. Only the
+//! local file backend exists today ([`local::LocalBackend`]).
+
+pub mod drift;
+pub mod local;
+mod lock;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use local::LocalBackend;
+pub use lock::{LockGuard, LockInfo};
+
+use crate::model::Timestamp;
+use crate::provider::{OperationId, OperationKind, ReprotectSettings, Stage};
+
+/// The only state format version this build reads and writes.
+pub const FORMAT_VERSION: &str = "1";
+
+/// The state document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "lifeboat state", extend("$id" = "https://lifeboat.dev/schemas/state.schema.json"))]
+pub struct State {
+    /// State format version; this build reads `1`.
+    pub format_version: String,
+    /// A UUID set once, when the state is created, and never changed.
+    pub lineage: String,
+    /// Bumped by one each time the content changes; unchanged when nothing changed.
+    pub serial: u64,
+    /// Every machine lifeboat has acted on, by name.
+    #[serde(default)]
+    pub machines: BTreeMap<String, MachineState>,
+}
+
+/// What lifeboat knows about one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineState {
+    /// The stage the last finished operation reached.
+    pub stage: Stage,
+    /// The settings of the last reprotect (what was sent, not what the plan says today).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<ReprotectSettings>,
+    /// Identifiers the provider gave the machine's objects (replicated item, VM, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provider_ids: BTreeMap<String, String>,
+    /// The operation sent (or about to be sent) and not yet known to have finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingOperation>,
+}
+
+impl MachineState {
+    pub fn at(stage: Stage) -> Self {
+        Self {
+            stage,
+            settings: None,
+            provider_ids: BTreeMap::new(),
+            pending: None,
+        }
+    }
+}
+
+/// The write-ahead record of one operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PendingOperation {
+    /// The id the provider is given; sending it again never starts a second operation.
+    pub id: OperationId,
+    pub kind: OperationKind,
+    pub machine: String,
+    pub started_at: Timestamp,
+    /// What a reprotect sends; recorded so that completion stores what was actually applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<ReprotectSettings>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl State {
+    /// A new, empty state with a fresh lineage and serial 0.
+    pub fn new() -> Self {
+        Self {
+            format_version: FORMAT_VERSION.to_string(),
+            lineage: uuid::Uuid::new_v4().to_string(),
+            serial: 0,
+            machines: BTreeMap::new(),
+        }
+    }
+
+    /// Parses a state document. The error is a reason, without the file name (the backend
+    /// adds where it came from). Saved plans and other lifeboat files are recognised and
+    /// named, because "unknown field `kind`" would not tell anyone what went wrong.
+    pub fn from_json(text: &str) -> Result<State, String> {
+        if text.trim().is_empty() {
+            return Err("the file is empty (truncated?)".to_string());
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e}); truncated?"))?;
+        let Some(object) = value.as_object() else {
+            return Err("the document is not a JSON object".to_string());
+        };
+        if object.get("kind").and_then(|k| k.as_str()) == Some(crate::saved::KIND) {
+            return Err("this is a saved plan, not a state file".to_string());
+        }
+        match object.get("format_version") {
+            None => {
+                return Err("`format_version` is missing: not a lifeboat state file".to_string());
+            }
+            Some(serde_json::Value::String(v)) if v == FORMAT_VERSION => {}
+            Some(other) => {
+                return Err(format!(
+                    "format version {other} is not supported; this lifeboat reads version `{FORMAT_VERSION}` (written by a newer lifeboat?)"
+                ));
+            }
+        }
+        let state: State =
+            serde_json::from_value(value).map_err(|e| format!("not a lifeboat state file: {e}"))?;
+        if uuid::Uuid::parse_str(&state.lineage).is_err() {
+            return Err(format!("`lineage` `{}` is not a UUID", state.lineage));
+        }
+        for (name, machine) in &state.machines {
+            if let Some(pending) = &machine.pending
+                && pending.machine != *name
+            {
+                return Err(format!(
+                    "machine `{name}` has a pending operation for machine `{}`",
+                    pending.machine
+                ));
+            }
+        }
+        Ok(state)
+    }
+
+    /// The document as written to disk: pretty JSON with a final newline, so a diff of two
+    /// states reads well.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("state is plain data") + "\n"
+    }
+
+    /// Replaces the machines with `machines`, bumping `serial` only when something changed.
+    /// Returns whether it did.
+    pub fn commit(&mut self, machines: BTreeMap<String, MachineState>) -> bool {
+        if machines == self.machines {
+            return false;
+        }
+        self.machines = machines;
+        self.serial += 1;
+        true
+    }
+
+    /// Machines the state knows that `names` (the plan's machines) no longer has, with their
+    /// last stage: the planner turns them into `release` changes.
+    pub fn released<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Vec<(String, Stage)> {
+        let keep: std::collections::HashSet<&str> = names.into_iter().collect();
+        self.machines
+            .iter()
+            .filter(|(name, _)| !keep.contains(name.as_str()))
+            .map(|(name, machine)| (name.clone(), machine.stage))
+            .collect()
+    }
+
+    /// The write-ahead record: notes `operation` as pending on its machine before it is sent.
+    /// A machine new to the state starts at `current`. Recording the same operation again is
+    /// a no-op (so a retried write is harmless); another operation already pending on the
+    /// machine is an error, because it must be reconciled first.
+    pub fn record_pending(
+        &mut self,
+        current: Stage,
+        operation: PendingOperation,
+    ) -> Result<bool, StateError> {
+        let mut machines = self.machines.clone();
+        let machine = machines
+            .entry(operation.machine.clone())
+            .or_insert_with(|| MachineState::at(current));
+        if let Some(pending) = &machine.pending {
+            if pending.id == operation.id {
+                return Ok(false);
+            }
+            return Err(StateError::AlreadyPending {
+                machine: operation.machine.clone(),
+                id: pending.id.clone(),
+                kind: pending.kind,
+            });
+        }
+        machine.pending = Some(operation);
+        Ok(self.commit(machines))
+    }
+
+    /// Records the end of the pending operation `id`: the machine reaches `stage`, a
+    /// reprotect's settings become the applied settings, and `provider_ids` are merged in.
+    pub fn complete(
+        &mut self,
+        id: &OperationId,
+        stage: Stage,
+        provider_ids: BTreeMap<String, String>,
+    ) -> Result<bool, StateError> {
+        let mut machines = self.machines.clone();
+        let machine = machines
+            .values_mut()
+            .find(|m| m.pending.as_ref().is_some_and(|p| &p.id == id))
+            .ok_or_else(|| StateError::UnknownOperation { id: id.clone() })?;
+        let pending = machine
+            .pending
+            .take()
+            .expect("found by its pending operation");
+        machine.stage = stage;
+        if pending.kind == OperationKind::Reprotect {
+            machine.settings = pending.settings;
+        }
+        machine.provider_ids.extend(provider_ids);
+        Ok(self.commit(machines))
+    }
+
+    /// Drops the pending record of an operation that, as reconciliation showed, never started
+    /// or failed without changing the machine.
+    pub fn abandon(&mut self, id: &OperationId) -> Result<bool, StateError> {
+        let mut machines = self.machines.clone();
+        let machine = machines
+            .values_mut()
+            .find(|m| m.pending.as_ref().is_some_and(|p| &p.id == id))
+            .ok_or_else(|| StateError::UnknownOperation { id: id.clone() })?;
+        machine.pending = None;
+        Ok(self.commit(machines))
+    }
+
+    /// Forgets a machine (the `release` action). Returns whether it was known.
+    pub fn release(&mut self, name: &str) -> bool {
+        let mut machines = self.machines.clone();
+        machines.remove(name).is_some() && self.commit(machines)
+    }
+}
+
+/// Where a state lives and how it is locked. Remote backends implement the same contract:
+/// `read` never changes anything, `write` replaces the whole document atomically, and a lock
+/// says who holds it.
+pub trait StateBackend: fmt::Debug {
+    /// Where the state is, for messages (a path, a URL).
+    fn location(&self) -> String;
+
+    /// The state, or `None` when there is none yet. A document that is corrupt, truncated,
+    /// foreign or of a newer format is an error and is left as it is.
+    fn read(&self) -> Result<Option<State>, StateError>;
+
+    /// Replaces the state atomically: a reader sees the old document or the new one, never a
+    /// mix, even if the process dies half way.
+    fn write(&self, state: &State) -> Result<(), StateError>;
+
+    /// Takes the lock, waiting up to `timeout` (zero: fail at once) while someone else holds
+    /// it. The lock is released when the guard is dropped.
+    fn lock(&self, owner: LockInfo, timeout: Duration) -> Result<LockGuard, StateError>;
+
+    /// Who holds the lock, as far as the backend knows.
+    fn lock_info(&self) -> Result<Option<LockInfo>, StateError>;
+
+    /// Removes a stale lock, only when `id` is the id of the lock recorded.
+    fn unlock(&self, id: &str) -> Result<LockInfo, StateError>;
+}
+
+/// Why the state could not be read, written or locked.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read the state file `{}`: {}", path.display(), lower(source))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the state file `{}` is unusable: {reason}; it was left untouched", path.display())]
+    Invalid { path: PathBuf, reason: String },
+    #[error("cannot write the state file `{}`: {}", path.display(), lower(source))]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the state `{}` is locked by {}", path.display(), holder(info.as_deref()))]
+    Locked {
+        path: PathBuf,
+        info: Option<Box<LockInfo>>,
+    },
+    #[error("cannot lock the state `{}`: {}", path.display(), lower(source))]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the state `{}` is not locked", path.display())]
+    NotLocked { path: PathBuf },
+    #[error("`{given}` is not the lock on `{}`; that one is `{}`, held by {}", path.display(), info.id, info)]
+    WrongLockId {
+        path: PathBuf,
+        given: String,
+        info: Box<LockInfo>,
+    },
+    #[error("lock `{}` on `{}` is held by a running process ({}); stop that process: its lock ends with it", info.id, path.display(), info)]
+    LockInUse { path: PathBuf, info: Box<LockInfo> },
+    #[error(
+        "machine `{machine}` already has a pending `{kind}` operation `{id}`; reconcile it first"
+    )]
+    AlreadyPending {
+        machine: String,
+        id: OperationId,
+        kind: OperationKind,
+    },
+    #[error("no machine has a pending operation `{id}`")]
+    UnknownOperation { id: OperationId },
+}
+
+fn holder(info: Option<&LockInfo>) -> String {
+    match info {
+        Some(info) => info.to_string(),
+        None => "another process (it has not said who yet)".to_string(),
+    }
+}
+
+/// `std::io::Error` messages start with a capital; lifeboat's messages do not.
+pub fn lower(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Recovery;
+
+    fn settings(mt: &str) -> ReprotectSettings {
+        ReprotectSettings {
+            master_target: mt.to_string(),
+            process_server: "ps-01".to_string(),
+            datastore: "vsan-01".to_string(),
+            retention_drive: "R:".to_string(),
+            recovery: Recovery::Original,
+            failback_policy: "auto".to_string(),
+        }
+    }
+
+    fn pending(id: &str, machine: &str, kind: OperationKind) -> PendingOperation {
+        PendingOperation {
+            id: OperationId::from(id),
+            kind,
+            machine: machine.to_string(),
+            started_at: "2026-12-05T22:00:00Z".parse().expect("a timestamp"),
+            settings: (kind == OperationKind::Reprotect).then(|| settings("mt-01")),
+        }
+    }
+
+    #[test]
+    fn a_new_state_has_a_uuid_lineage_and_serial_zero() {
+        let a = State::new();
+        let b = State::new();
+        assert_eq!(a.serial, 0);
+        assert!(uuid::Uuid::parse_str(&a.lineage).is_ok());
+        assert_ne!(a.lineage, b.lineage, "every state gets its own lineage");
+    }
+
+    #[test]
+    fn commit_bumps_the_serial_only_when_the_content_changes() {
+        let mut state = State::new();
+        let lineage = state.lineage.clone();
+        assert!(!state.commit(BTreeMap::new()));
+        assert_eq!(state.serial, 0);
+        let machines =
+            BTreeMap::from([("web-01".to_string(), MachineState::at(Stage::FailedOver))]);
+        assert!(state.commit(machines.clone()));
+        assert_eq!(state.serial, 1);
+        assert!(!state.commit(machines));
+        assert_eq!(state.serial, 1);
+        assert_eq!(state.lineage, lineage, "the lineage never changes");
+    }
+
+    #[test]
+    fn write_ahead_then_complete() {
+        let mut state = State::new();
+        let op = pending("op-1", "web-01", OperationKind::Reprotect);
+        assert!(
+            state
+                .record_pending(Stage::FailedOver, op.clone())
+                .expect("recorded")
+        );
+        assert_eq!(state.serial, 1);
+        assert_eq!(state.machines["web-01"].stage, Stage::FailedOver);
+        // Recording the same operation again (a retried write) changes nothing.
+        assert!(
+            !state
+                .record_pending(Stage::FailedOver, op)
+                .expect("idempotent")
+        );
+        assert_eq!(state.serial, 1);
+        // Another operation while one is pending is refused.
+        let other = pending("op-2", "web-01", OperationKind::Failback);
+        assert!(matches!(
+            state.record_pending(Stage::FailedOver, other),
+            Err(StateError::AlreadyPending { .. })
+        ));
+
+        let ids = BTreeMap::from([("replicated_item".to_string(), "ri-1".to_string())]);
+        assert!(
+            state
+                .complete(&OperationId::from("op-1"), Stage::Reprotected, ids)
+                .expect("completed")
+        );
+        let machine = &state.machines["web-01"];
+        assert_eq!(state.serial, 2);
+        assert_eq!(machine.stage, Stage::Reprotected);
+        assert!(machine.pending.is_none());
+        assert_eq!(machine.settings, Some(settings("mt-01")));
+        assert_eq!(machine.provider_ids["replicated_item"], "ri-1");
+        assert!(matches!(
+            state.complete(
+                &OperationId::from("op-1"),
+                Stage::Reprotected,
+                BTreeMap::new()
+            ),
+            Err(StateError::UnknownOperation { .. })
+        ));
+    }
+
+    #[test]
+    fn a_failback_keeps_the_reprotect_settings_and_abandon_clears_the_record() {
+        let mut state = State::new();
+        state
+            .record_pending(
+                Stage::FailedOver,
+                pending("r", "db", OperationKind::Reprotect),
+            )
+            .expect("recorded");
+        state
+            .complete(&OperationId::from("r"), Stage::Reprotected, BTreeMap::new())
+            .expect("completed");
+        state
+            .record_pending(
+                Stage::Reprotected,
+                pending("f", "db", OperationKind::Failback),
+            )
+            .expect("recorded");
+        assert!(state.abandon(&OperationId::from("f")).expect("abandoned"));
+        assert!(state.machines["db"].pending.is_none());
+        assert_eq!(state.machines["db"].stage, Stage::Reprotected);
+        state
+            .record_pending(
+                Stage::Reprotected,
+                pending("f2", "db", OperationKind::Failback),
+            )
+            .expect("recorded");
+        state
+            .complete(&OperationId::from("f2"), Stage::FailedBack, BTreeMap::new())
+            .expect("completed");
+        assert_eq!(state.machines["db"].settings, Some(settings("mt-01")));
+        assert!(state.release("db"));
+        assert!(!state.release("db"));
+        assert!(state.machines.is_empty());
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut state = State::new();
+        state
+            .record_pending(
+                Stage::FailedOver,
+                pending("op", "web-01", OperationKind::Reprotect),
+            )
+            .expect("recorded");
+        let parsed = State::from_json(&state.to_json()).expect("parses");
+        assert_eq!(parsed, state);
+    }
+
+    #[test]
+    fn corrupt_foreign_and_newer_documents_are_refused_with_a_reason() {
+        let good = State::new().to_json();
+        let cases = [
+            ("", "empty"),
+            (&good[..good.len() / 2], "not valid JSON"),
+            ("[1, 2]", "not a JSON object"),
+            ("{\"hello\": 1}", "`format_version` is missing"),
+            (
+                "{\"format_version\": \"1\", \"kind\": \"lifeboat-saved-plan\"}",
+                "saved plan",
+            ),
+            (
+                "{\"format_version\": \"2\", \"lineage\": \"x\", \"serial\": 0}",
+                "newer lifeboat",
+            ),
+            (
+                "{\"format_version\": \"1\", \"lineage\": \"x\", \"serial\": 0}",
+                "not a UUID",
+            ),
+            (
+                "{\"format_version\": \"1\", \"lineage\": \"x\", \"serial\": 0, \"extra\": 1}",
+                "unknown field `extra`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = State::from_json(text).expect_err(text);
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn released_lists_machines_no_longer_in_the_plan() {
+        let mut state = State::new();
+        state.commit(BTreeMap::from([
+            ("a".to_string(), MachineState::at(Stage::Reprotected)),
+            ("b".to_string(), MachineState::at(Stage::FailedBack)),
+        ]));
+        assert_eq!(
+            state.released(["a", "c"]),
+            vec![("b".to_string(), Stage::FailedBack)]
+        );
+    }
+}

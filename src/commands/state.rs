@@ -1,0 +1,202 @@
+//! `lifeboat state list | show ADDR | unlock LOCK_ID`, and where a plan's state lives.
+//!
+//! The state is found the way every command finds it: through the plan file's `state`
+//! setting (default `.lifeboat/state.json` beside the plan). Reading does not take the lock:
+//! writes are atomic renames, so a reader always sees a whole document.
+
+use std::path::Path;
+
+use lifeboat_engine::model::{DEFAULT_STATE_PATH, Plan, StateConfig};
+use lifeboat_engine::state::{LocalBackend, StateBackend, StateError};
+use lifeboat_engine::{SourceFile, load};
+
+use super::Exit;
+use crate::cli::{DiagnosticFormat, StateCommand};
+use crate::render::diagnostics::render_human;
+
+/// The backend of a plan's state; a relative `state.local.path` is relative to the plan file.
+pub fn backend(plan_path: &Path, plan: &Plan) -> LocalBackend {
+    let dir = plan_path.parent().unwrap_or(Path::new(""));
+    let relative = match plan.state.as_ref().map(|s| &s.value) {
+        Some(StateConfig::Local(local)) => local.path.value.as_str(),
+        None => DEFAULT_STATE_PATH,
+    };
+    LocalBackend::new(dir.join(relative))
+}
+
+/// Loads the plan far enough to know where its state is; problems are printed.
+fn locate(plan_path: &Path) -> Result<LocalBackend, ()> {
+    let file = match super::validate::read_plan(plan_path) {
+        Ok(file) => file,
+        Err(diagnostic) => {
+            let empty = SourceFile::new(plan_path.display().to_string(), plan_path, String::new());
+            eprint!("{}", render_human(&[*diagnostic], &empty));
+            return Err(());
+        }
+    };
+    match load::load_plan(&file) {
+        Ok(plan) => Ok(backend(plan_path, &plan)),
+        Err(diagnostic) => {
+            eprint!("{}", render_human(&[*diagnostic], &file));
+            Err(())
+        }
+    }
+}
+
+/// Prints a state error with what to do about it.
+pub fn report(error: &StateError) {
+    eprintln!("error: {error}");
+    let help = match error {
+        StateError::Locked {
+            info: Some(info), ..
+        } => Some(format!(
+            "wait for it with `--lock-timeout 5m`; if that process is gone, run `lifeboat state unlock {}`",
+            info.id
+        )),
+        StateError::Locked { info: None, .. } => {
+            Some("wait for it with `--lock-timeout 5m`".to_string())
+        }
+        StateError::Invalid { .. } => Some(
+            "restore the file from a backup or version control; lifeboat does not repair or overwrite it"
+                .to_string(),
+        ),
+        _ => None,
+    };
+    if let Some(help) = help {
+        eprintln!("  help: {help}");
+    }
+}
+
+pub fn run(plan_path: &Path, command: StateCommand) -> Exit {
+    let Ok(backend) = locate(plan_path) else {
+        return Exit::Error;
+    };
+    match command {
+        StateCommand::List { format } => list(&backend, format),
+        StateCommand::Show { address, format } => show(&backend, &address, format),
+        StateCommand::Unlock { lock_id } => unlock(&backend, &lock_id),
+    }
+}
+
+fn read(backend: &LocalBackend) -> Result<Option<lifeboat_engine::state::State>, ()> {
+    backend.read().map_err(|error| report(&error))
+}
+
+fn list(backend: &LocalBackend, format: DiagnosticFormat) -> Exit {
+    let Ok(state) = read(backend) else {
+        return Exit::Error;
+    };
+    let Some(state) = state else {
+        eprintln!(
+            "no state at `{}` yet; `lifeboat plan` creates it",
+            backend.location()
+        );
+        if format == DiagnosticFormat::Json {
+            println!("[]");
+        }
+        return Exit::Success;
+    };
+    match format {
+        DiagnosticFormat::Human => {
+            println!(
+                "state `{}`: lineage {}, serial {}, {} machine(s)",
+                backend.location(),
+                state.lineage,
+                state.serial,
+                state.machines.len()
+            );
+            for (name, machine) in &state.machines {
+                let pending = machine
+                    .pending
+                    .as_ref()
+                    .map(|p| format!("  pending {} `{}`", p.kind, p.id))
+                    .unwrap_or_default();
+                println!(
+                    "{:<32} {}{pending}",
+                    format!("machine.{name}"),
+                    machine.stage
+                );
+            }
+        }
+        DiagnosticFormat::Json => {
+            let rows: Vec<serde_json::Value> = state
+                .machines
+                .iter()
+                .map(|(name, machine)| {
+                    serde_json::json!({
+                        "address": format!("machine.{name}"),
+                        "stage": machine.stage,
+                        "pending": machine.pending.as_ref().map(|p| p.kind),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).expect("plain data")
+            );
+        }
+    }
+    Exit::Success
+}
+
+fn show(backend: &LocalBackend, address: &str, format: DiagnosticFormat) -> Exit {
+    let Some(name) = address.strip_prefix("machine.") else {
+        eprintln!("error: `{address}` is not a machine address; use `machine.NAME`");
+        return Exit::Error;
+    };
+    let Ok(state) = read(backend) else {
+        return Exit::Error;
+    };
+    let Some(machine) = state.as_ref().and_then(|s| s.machines.get(name)) else {
+        eprintln!(
+            "error: `{address}` is not in the state `{}`",
+            backend.location()
+        );
+        eprintln!("  help: `lifeboat state list` shows the machines the state knows");
+        return Exit::Error;
+    };
+    match format {
+        DiagnosticFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(machine).expect("plain data")
+        ),
+        DiagnosticFormat::Human => {
+            println!("{address}");
+            println!("  stage: {}", machine.stage);
+            if let Some(settings) = &machine.settings {
+                println!("  master_target: {}", settings.master_target);
+                println!("  process_server: {}", settings.process_server);
+                println!("  datastore: {}", settings.datastore);
+                println!("  retention_drive: {}", settings.retention_drive);
+                println!("  recovery: {}", settings.recovery.as_str());
+                println!("  failback_policy: {}", settings.failback_policy);
+            }
+            for (key, id) in &machine.provider_ids {
+                println!("  provider id {key}: {id}");
+            }
+            if let Some(pending) = &machine.pending {
+                println!(
+                    "  pending: {} `{}` since {}",
+                    pending.kind, pending.id, pending.started_at
+                );
+            }
+        }
+    }
+    Exit::Success
+}
+
+fn unlock(backend: &LocalBackend, id: &str) -> Exit {
+    match backend.unlock(id) {
+        Ok(info) => {
+            println!(
+                "removed the stale lock on `{}` held by {info}",
+                backend.location()
+            );
+            Exit::Success
+        }
+        Err(error) => {
+            report(&error);
+            Exit::Error
+        }
+    }
+}

@@ -52,6 +52,31 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
         lock_timeout: std::time::Duration,
     },
+    /// Carry the plan out: reprotect, fail back, commit, protect again, as the DAG allows.
+    Apply {
+        /// A plan file, or a saved plan from `plan --out` (applied as saved, without asking).
+        #[arg(default_value = "lifeboat.yaml")]
+        target: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Carry out `replace` changes (full resyncs).
+        #[arg(long)]
+        allow_replace: bool,
+        /// Operations in flight at once.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+        parallelism: u16,
+        /// `json`: newline-delimited events, one per line.
+        #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+        format: DiagnosticFormat,
+        /// How long to wait for the state lock, e.g. `30s`, `5m`; by default fail at once.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
+        /// How long to keep retrying an operation's transient errors (the agent registering,
+        /// throttling, server errors) before giving up on it.
+        #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
+        retry_deadline: std::time::Duration,
+    },
     /// Show a saved plan (`plan --out FILE`) in any format.
     Show {
         /// The saved plan.
@@ -92,6 +117,9 @@ pub enum Command {
         plan: PathBuf,
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
+        /// How long to wait for the state lock, e.g. `30s`, `5m`; by default fail at once.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
     },
     /// Print a JSON Schema.
     Schema {

@@ -14,7 +14,28 @@ fn main() -> std::process::ExitCode {
     let exit = match cli.command {
         Command::Validate { plan, format } => commands::validate::run(&plan, format),
         Command::Diff { old, new, format } => commands::diff::run(&old, &new, format),
-        Command::Graph { plan, format } => commands::graph::run(&plan, format),
+        Command::Graph {
+            plan,
+            format,
+            lock_timeout,
+        } => commands::graph::run(&plan, format, lock_timeout),
+        Command::Apply {
+            target,
+            auto_approve,
+            allow_replace,
+            parallelism,
+            format,
+            lock_timeout,
+            retry_deadline,
+        } => commands::apply::run(&commands::apply::ApplyArgs {
+            target: &target,
+            auto_approve,
+            allow_replace,
+            parallelism: usize::from(parallelism),
+            format,
+            lock_timeout,
+            retry_deadline,
+        }),
         Command::Schema { which } => commands::schema::run(which),
         Command::Plan {
             plan,

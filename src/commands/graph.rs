@@ -1,23 +1,32 @@
 //! `lifeboat graph`: the operation DAG `apply` would walk, as DOT or Mermaid.
 
 use std::path::Path;
+use std::time::Duration;
+
+use lifeboat_engine::planner;
 
 use super::Exit;
 use super::pipeline;
 use crate::cli::GraphFormat;
 use crate::render::graph;
 
-pub fn run(plan_path: &Path, format: GraphFormat) -> Exit {
-    let refreshed = match pipeline::refresh(plan_path) {
-        Ok(refreshed) => refreshed,
+pub fn run(plan_path: &Path, format: GraphFormat, lock_timeout: Duration) -> Exit {
+    let session = match pipeline::open(plan_path, "graph", lock_timeout) {
+        Ok(session) => session,
         Err(exit) => return exit,
     };
-    let execution = refreshed.execution_plan();
+    let released = session.state.released(session.plan.machines.names());
+    let execution = planner::build(
+        &session.plan,
+        &session.validation,
+        &session.facts,
+        &released,
+    );
     if execution.is_empty() {
         // An empty diagram is easy to mistake for a rendering failure; say why it is empty.
         eprintln!(
             "no changes: every machine of `{}` is at its goal",
-            refreshed.file.name()
+            session.file.name()
         );
     }
     print!(

@@ -1,29 +1,39 @@
 //! The steps every command that looks at the sites shares: read and load the plan, validate
-//! it, open the provider, refresh the facts, and build the execution plan. Each step that
+//! it, take the state lock and read (or create) the state, open the provider, refresh the
+//! facts, and assign master targets knowing where machines replicate today. Each step that
 //! fails prints its report and returns `Err(Exit::Error)`.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use lifeboat_engine::model::Plan;
-use lifeboat_engine::planner::{self, ExecutionPlan};
 use lifeboat_engine::provider::{Facts, Provider};
+use lifeboat_engine::state::{LocalBackend, LockGuard, LockInfo, State, StateBackend};
 use lifeboat_engine::validate::{self, Validation};
 use lifeboat_engine::{SourceFile, load, preflight};
 
 use super::Exit;
 use crate::render::diagnostics::{counts, render_human};
 
+/// A plan opened against its sites, with the state locked for as long as this lives.
 #[derive(Debug)]
-pub struct Refreshed {
+pub struct Session {
     pub file: SourceFile,
     pub plan: Plan,
+    /// Validation with the current master targets (see `assign`'s stickiness).
     pub validation: Validation,
+    pub backend: LocalBackend,
+    pub state: State,
+    pub provider: Arc<dyn Provider>,
+    pub runtime: tokio::runtime::Runtime,
     pub facts: Facts,
+    _lock: LockGuard,
 }
 
-/// Loads and validates the plan and refreshes the facts it needs.
-pub fn refresh(plan_path: &Path) -> Result<Refreshed, Exit> {
+/// Loads and validates a plan; invalid plans are reported here.
+pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan), Exit> {
     let file = super::validate::read_plan(plan_path).map_err(|diagnostic| {
         let empty = SourceFile::new(plan_path.display().to_string(), plan_path, String::new());
         eprint!("{}", render_human(&[*diagnostic], &empty));
@@ -43,52 +53,101 @@ pub fn refresh(plan_path: &Path) -> Result<Refreshed, Exit> {
         );
         return Err(Exit::Error);
     }
-    let provider = super::provider::open(plan_path, &plan, &file).map_err(|()| Exit::Error)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    Ok((file, plan))
+}
+
+/// Opens a session: everything up to and including the refresh. `operation` names the
+/// command in the lock's owner information.
+pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result<Session, Exit> {
+    let (file, plan) = load_valid(plan_path)?;
+    let backend = super::state::backend(plan_path, &plan);
+    let lock = backend
+        .lock(LockInfo::new(operation), lock_timeout)
+        .map_err(|error| {
+            super::state::report(&error);
+            Exit::Error
+        })?;
+    let state = match backend.read() {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            // The first command creates the state, so even the first plan has a lineage.
+            let state = State::new();
+            backend.write(&state).map_err(|error| {
+                super::state::report(&error);
+                Exit::Error
+            })?;
+            state
+        }
+        Err(error) => {
+            super::state::report(&error);
+            return Err(Exit::Error);
+        }
+    };
+    let provider: Arc<dyn Provider> =
+        Arc::new(super::provider::open(plan_path, &plan, &file).map_err(|()| Exit::Error)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|error| {
             eprintln!("error: cannot start the async runtime: {error}");
             Exit::Error
         })?;
-    let facts = runtime
-        .block_on(provider.refresh(&preflight::refresh_request(&plan)))
-        .map_err(|error| {
-            let code = error
-                .code
-                .as_deref()
-                .map(|c| format!(" ({c})"))
-                .unwrap_or_default();
-            eprintln!(
-                "error: refreshing from `{}` failed{code}: {}",
-                provider.describe().identity,
-                error.message
-            );
-            Exit::Error
-        })?;
-    // Assign again knowing where machines replicate today, so lifeboat's own earlier choices
-    // stay put (see `assign`).
-    let current: HashMap<&str, &str> = facts
-        .machines
-        .iter()
-        .filter_map(|(name, fact)| {
-            Some((
-                name.as_str(),
-                fact.settings.as_ref()?.master_target.as_str(),
-            ))
-        })
-        .collect();
-    let validation = validate::validate_with(&plan, &current);
-    Ok(Refreshed {
+    let mut session = Session {
         file,
+        validation: validate::validate(&plan),
         plan,
-        validation,
-        facts,
-    })
+        backend,
+        state,
+        provider,
+        runtime,
+        facts: Facts::default(),
+        _lock: lock,
+    };
+    session.refresh()?;
+    Ok(session)
 }
 
-impl Refreshed {
-    pub fn execution_plan(&self) -> ExecutionPlan {
-        planner::build(&self.plan, &self.validation, &self.facts, &[])
+impl Session {
+    /// Reads the facts again, and assigns master targets knowing where machines replicate.
+    pub fn refresh(&mut self) -> Result<(), Exit> {
+        let request = preflight::refresh_request(&self.plan);
+        self.facts = self
+            .runtime
+            .block_on(self.provider.refresh(&request))
+            .map_err(|error| {
+                let code = error
+                    .code
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "error: refreshing from `{}` failed{code}: {}",
+                    self.provider.describe().identity,
+                    error.message
+                );
+                Exit::Error
+            })?;
+        let current: HashMap<&str, &str> = self
+            .facts
+            .machines
+            .iter()
+            .filter_map(|(name, fact)| {
+                Some((
+                    name.as_str(),
+                    fact.settings.as_ref()?.master_target.as_str(),
+                ))
+            })
+            .collect();
+        self.validation = validate::validate_with(&self.plan, &current);
+        Ok(())
+    }
+
+    /// Writes the state, reporting a failure.
+    pub fn write_state(&self) -> Result<(), Exit> {
+        self.backend.write(&self.state).map_err(|error| {
+            super::state::report(&error);
+            Exit::Error
+        })
     }
 }

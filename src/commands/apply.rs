@@ -1,0 +1,513 @@
+//! `lifeboat apply`: carry a plan out, crash-safe.
+//!
+//! 1. Open the session (plan, state lock, provider, facts). `apply SAVED` opens the plan the
+//!    saved plan was made from, and refuses a stale one.
+//! 2. Reconcile: operations a previous run recorded as pending are resolved by asking the
+//!    provider about their id (finished → recorded; running → awaited; never started →
+//!    dropped and planned again), before anything new is planned.
+//! 3. Plan, preflight, show the plan and ask for `yes` (unless `--auto-approve`, or a saved
+//!    plan, which was reviewed when it was saved).
+//! 4. Execute the DAG. The state is the journal: each operation is recorded as pending before
+//!    it is sent and completed after, each write atomic, so a crash at any moment leaves a
+//!    state the next run can reconcile, and no operation is sent twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lifeboat_engine::apply::{self, ApplyOptions, Event, Journal, RetryPolicy};
+use lifeboat_engine::model::Timestamp;
+use lifeboat_engine::planner::output::PlanOutput;
+use lifeboat_engine::planner::{self, Action, Change, ExecutionPlan};
+use lifeboat_engine::provider::{
+    OperationId, OperationOutcome, OperationRequest, OperationStatus, ProviderError, Stage,
+};
+use lifeboat_engine::saved::{self, SavedPlan};
+use lifeboat_engine::state::{LocalBackend, PendingOperation, State, StateBackend};
+use lifeboat_engine::{Diagnostic, diagnostic, preflight};
+
+use super::Exit;
+use super::pipeline::{self, Session};
+use crate::cli::DiagnosticFormat;
+use crate::render::diagnostics::{counts, render_human};
+use crate::render::plan as render_plan;
+
+#[derive(Debug)]
+pub struct ApplyArgs<'a> {
+    pub target: &'a Path,
+    pub auto_approve: bool,
+    pub allow_replace: bool,
+    pub parallelism: usize,
+    pub format: DiagnosticFormat,
+    pub lock_timeout: Duration,
+    pub retry_deadline: Duration,
+}
+
+pub fn run(args: &ApplyArgs<'_>) -> Exit {
+    match apply(args) {
+        Ok(exit) | Err(exit) => exit,
+    }
+}
+
+fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
+    let saved = read_saved(args.target)?;
+    let plan_path: PathBuf = saved.as_ref().map_or_else(
+        || args.target.to_path_buf(),
+        |s| PathBuf::from(&s.plan_file.path),
+    );
+    let mut session = pipeline::open(&plan_path, "apply", args.lock_timeout)?;
+    let printer = Printer {
+        json: args.format == DiagnosticFormat::Json,
+    };
+
+    if let Some(saved) = &saved
+        && let Err(stale) =
+            saved::check_fresh(saved, session.file.text().as_bytes(), Some(&session.state))
+    {
+        let reasons: Vec<String> = stale.reasons.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "error: the saved plan `{}` is stale: {}",
+            args.target.display(),
+            reasons.join("; ")
+        );
+        eprintln!(
+            "  help: make a new one with `lifeboat plan --out {}` and review it",
+            args.target.display()
+        );
+        return Err(Exit::Error);
+    }
+
+    reconcile(&mut session, &printer)?;
+
+    let (execution, diagnostics) = build(&session, saved.as_ref().map_or(&[][..], |s| &s.targets))?;
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        eprint!("{}", render_human(&diagnostics, &session.file));
+        eprintln!(
+            "preflight failed: {}; nothing was changed",
+            counts(&diagnostics)
+        );
+        return Err(Exit::Error);
+    }
+    if let Some(saved) = &saved
+        && !same_changes(&saved.output, &execution)
+    {
+        eprintln!(
+            "error: the saved plan `{}` is stale: the sites changed since it was saved, so it would no longer do what was reviewed",
+            args.target.display()
+        );
+        eprintln!(
+            "  help: make a new one with `lifeboat plan --out {}` and review it",
+            args.target.display()
+        );
+        return Err(Exit::Error);
+    }
+    if execution.is_empty() {
+        printer.line(
+            "No changes. Every machine is at its goal.",
+            &serde_json::json!({"event": "no-changes"}),
+        );
+        return Ok(Exit::Success);
+    }
+    if saved.is_none() && !args.auto_approve {
+        confirm(&session, &execution, &diagnostics)?;
+    } else if !printer.json && !diagnostics.is_empty() {
+        eprint!("{}", render_human(&diagnostics, &session.file));
+    }
+
+    let allow_replace = args.allow_replace || saved.as_ref().is_some_and(|s| s.allow_replace);
+    let options = ApplyOptions {
+        parallelism: args.parallelism,
+        retry: RetryPolicy {
+            deadline: args.retry_deadline,
+            ..RetryPolicy::default()
+        },
+        allow_replace,
+        window: session
+            .plan
+            .maintenance_window
+            .as_ref()
+            .map(|w| (w.start.value.0, w.end.value.0)),
+    };
+    let journal = Arc::new(StateJournal {
+        backend: session.backend.clone(),
+        state: Mutex::new(session.state.clone()),
+        stages: session
+            .facts
+            .machines
+            .iter()
+            .map(|(name, fact)| (name.clone(), fact.stage))
+            .collect(),
+    });
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    session.runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let on_event: Arc<dyn Fn(Event) + Send + Sync> = Arc::new(move |event| printer.event(&event));
+    let report = session.runtime.block_on(apply::execute(
+        &execution,
+        session.provider.clone(),
+        journal,
+        &options,
+        on_event,
+        &|| interrupted.load(Ordering::SeqCst),
+    ));
+
+    let seconds = report.elapsed.as_secs_f64();
+    let summary = serde_json::json!({
+        "event": "summary",
+        "succeeded": report.succeeded.len(),
+        "failed": report.failed.len(),
+        "skipped": report.skipped.len(),
+        "not_started": report.not_started.len(),
+        "elapsed_ms": report.elapsed.as_millis() as u64,
+    });
+    if report.is_success() {
+        printer.line(
+            &format!(
+                "Apply complete: {} changes in {seconds:.1}s.",
+                report.succeeded.len()
+            ),
+            &summary,
+        );
+        return Ok(Exit::Success);
+    }
+    let mut text = format!(
+        "Apply failed: {} succeeded, {} failed, {} skipped, {} not started, in {seconds:.1}s.",
+        report.succeeded.len(),
+        report.failed.len(),
+        report.skipped.len(),
+        report.not_started.len()
+    );
+    for (change, error) in &report.failed {
+        let code = error
+            .code
+            .as_deref()
+            .map(|c| format!(" [{c}]"))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "\n  root cause: `{change}`{code}: {}",
+            error.message
+        ));
+    }
+    if !report.not_started.is_empty() {
+        text.push_str("\n  interrupted: run `lifeboat apply` again to continue; the state records where it stopped");
+    }
+    printer.line(&text, &summary);
+    Err(Exit::Error)
+}
+
+/// `apply FILE` where FILE is a saved plan; `None` for a plan file.
+fn read_saved(path: &Path) -> Result<Option<SavedPlan>, Exit> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        // Unreadable files are reported by the plan loader, with the usual diagnostic.
+        return Ok(None);
+    };
+    if !text.trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    SavedPlan::from_json(&text).map(Some).map_err(|message| {
+        eprintln!(
+            "error: `{}` is not a saved plan lifeboat can apply: {message}",
+            path.display()
+        );
+        Exit::Error
+    })
+}
+
+/// Resolves the operations a previous run left pending, by asking the provider.
+fn reconcile(session: &mut Session, printer: &Printer) -> Result<(), Exit> {
+    let pending: Vec<PendingOperation> = session
+        .state
+        .machines
+        .values()
+        .filter_map(|m| m.pending.clone())
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    for operation in pending {
+        let status = session
+            .runtime
+            .block_on(session.provider.status(&operation.id))
+            .map_err(|error| {
+                eprintln!(
+                    "error: cannot read the status of operation `{}`: {}",
+                    operation.id, error.message
+                );
+                Exit::Error
+            })?;
+        let what = format!(
+            "{} machine.{} (operation `{}`)",
+            operation.kind, operation.machine, operation.id
+        );
+        let outcome = match status {
+            OperationStatus::Succeeded => Some(Ok(operation.kind.to_stage())),
+            OperationStatus::Running => {
+                printer.note(&format!(
+                    "waiting for {what}, still running from a previous run"
+                ));
+                let request = OperationRequest {
+                    id: operation.id.clone(),
+                    machine: operation.machine.clone(),
+                    kind: operation.kind,
+                    reprotect: operation.settings.clone(),
+                };
+                Some(
+                    session
+                        .runtime
+                        .block_on(session.provider.run(&request))
+                        .map(|o| o.stage),
+                )
+            }
+            OperationStatus::Unknown => None,
+            OperationStatus::Failed(error) => Some(Err(error)),
+        };
+        let result = match outcome {
+            Some(Ok(stage)) => {
+                printer.note(&format!(
+                    "recorded {what}: it finished while lifeboat was away"
+                ));
+                session
+                    .state
+                    .complete(&operation.id, stage, BTreeMap::new())
+            }
+            Some(Err(error)) => {
+                printer.note(&format!(
+                    "{what} failed in the previous run: {}",
+                    error.message
+                ));
+                session.state.abandon(&operation.id)
+            }
+            None => {
+                printer.note(&format!(
+                    "{what} never reached the provider; it is planned again"
+                ));
+                session.state.abandon(&operation.id)
+            }
+        };
+        result.map_err(|error| {
+            super::state::report(&error);
+            Exit::Error
+        })?;
+        session.write_state()?;
+    }
+    session.refresh()
+}
+
+/// The changes and the preflight diagnostics, as `plan` computes them.
+fn build(session: &Session, targets: &[String]) -> Result<(ExecutionPlan, Vec<Diagnostic>), Exit> {
+    let mut diagnostics = session.validation.diagnostics.clone();
+    diagnostics.extend(preflight::preflight(
+        &session.plan,
+        &session.validation.assignment,
+        &session.facts,
+        Timestamp(jiff::Timestamp::now()),
+    ));
+    let released = session.state.released(session.plan.machines.names());
+    let mut execution = planner::build(
+        &session.plan,
+        &session.validation,
+        &session.facts,
+        &released,
+    );
+    if !targets.is_empty() {
+        let selected = planner::resolve_targets(&session.plan, &session.validation, targets)
+            .map_err(|message| {
+                eprintln!("error: {message}");
+                Exit::Error
+            })?;
+        execution = execution.restrict(&selected);
+    }
+    diagnostic::sort(&mut diagnostics);
+    Ok((execution, diagnostics))
+}
+
+/// Whether a fresh plan still does what the saved one showed: same changes, same settings.
+fn same_changes(saved: &PlanOutput, fresh: &ExecutionPlan) -> bool {
+    saved.changes.len() == fresh.changes.len()
+        && saved
+            .changes
+            .iter()
+            .zip(&fresh.changes)
+            .all(|(a, b)| a.id == b.id && a.settings == b.settings)
+}
+
+fn confirm(
+    session: &Session,
+    execution: &ExecutionPlan,
+    diagnostics: &[Diagnostic],
+) -> Result<(), Exit> {
+    let output = PlanOutput::new(
+        execution,
+        Some(session.state.lineage.clone()),
+        Some(session.state.serial),
+        Vec::new(),
+    );
+    eprint!("{}", render_human(diagnostics, &session.file));
+    print!("{}", render_plan::render_human(&output));
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: refusing to apply without confirmation: standard input is not a terminal"
+        );
+        eprintln!(
+            "  help: review the plan, then run again with `--auto-approve`, or apply a saved plan (`plan --out FILE`, `apply FILE`)"
+        );
+        return Err(Exit::Error);
+    }
+    print!("\nDo you want to carry out these changes? Only `yes` is accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() || answer.trim() != "yes" {
+        eprintln!("apply cancelled; nothing was changed");
+        return Err(Exit::Error);
+    }
+    Ok(())
+}
+
+/// The state as the write-ahead journal of the executor.
+struct StateJournal {
+    backend: LocalBackend,
+    state: Mutex<State>,
+    /// Each machine's stage when the apply started, for machines new to the state.
+    stages: HashMap<String, Stage>,
+}
+
+impl StateJournal {
+    fn update(
+        &self,
+        change: impl FnOnce(&mut State) -> Result<bool, String>,
+    ) -> Result<(), String> {
+        // A poisoned lock means a panic elsewhere mid-update; the state value itself is
+        // only replaced whole, so it is still consistent.
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if change(&mut state)? {
+            self.backend.write(&state).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for StateJournal {
+    async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), String> {
+        let Some(kind) = change.action.operation() else {
+            return Ok(());
+        };
+        let machine = change.machine().to_string();
+        let current = self
+            .stages
+            .get(&machine)
+            .copied()
+            .unwrap_or(Stage::FailedOver);
+        self.update(|state| {
+            state
+                .record_pending(
+                    current,
+                    PendingOperation {
+                        id: operation.clone(),
+                        kind,
+                        machine,
+                        started_at: Timestamp(jiff::Timestamp::now()),
+                        settings: change.settings.clone(),
+                    },
+                )
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    async fn after(
+        &self,
+        change: &Change,
+        operation: &OperationId,
+        outcome: &Result<OperationOutcome, ProviderError>,
+    ) -> Result<(), String> {
+        self.update(|state| {
+            if change.action == Action::Release {
+                return Ok(state.release(change.machine()));
+            }
+            match outcome {
+                Ok(done) => state.complete(operation, done.stage, BTreeMap::new()),
+                Err(_) => state.abandon(operation),
+            }
+            .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Progress for people (one line per event) or machines (newline-delimited JSON).
+#[derive(Debug, Clone, Copy)]
+struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    fn event(&self, event: &Event) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string(event).expect("events are plain data")
+            );
+            return;
+        }
+        let line = match event {
+            Event::Started { change, .. } => format!("  … {change}"),
+            Event::Retrying {
+                change,
+                code,
+                message,
+                wait_ms,
+            } => format!(
+                "  ↻ {change}: {}{message}; retrying in {:.1}s",
+                code.as_deref()
+                    .map(|c| format!("[{c}] "))
+                    .unwrap_or_default(),
+                *wait_ms as f64 / 1000.0
+            ),
+            Event::Succeeded { change, elapsed_ms } => {
+                format!("  ✓ {change} ({:.1}s)", *elapsed_ms as f64 / 1000.0)
+            }
+            Event::Failed {
+                change,
+                code,
+                message,
+            } => format!(
+                "  ✗ {change}: {}{message}",
+                code.as_deref()
+                    .map(|c| format!("[{c}] "))
+                    .unwrap_or_default()
+            ),
+            Event::Skipped { change, because } => {
+                format!("  - {change} skipped: `{because}` failed")
+            }
+        };
+        println!("{line}");
+    }
+
+    fn note(&self, text: &str) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "reconciled", "message": text})
+            );
+        } else {
+            println!("  ⟳ {text}");
+        }
+    }
+
+    fn line(&self, text: &str, json: &serde_json::Value) {
+        if self.json {
+            println!("{json}");
+        } else {
+            println!("{text}");
+        }
+    }
+}

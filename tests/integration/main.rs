@@ -1,6 +1,7 @@
 //! End-to-end tests of the `lifeboat` binary. One test binary for the whole suite (as ripgrep
 //! does): one link step instead of one per file, and shared helpers in `util`.
 
+mod apply;
 mod diff;
 mod examples;
 mod malformed;

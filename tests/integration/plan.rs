@@ -14,12 +14,23 @@ use crate::util::repo_root;
 
 /// The example plan and its starting world, copied into a temporary directory so tests can
 /// change the goal and the world freely.
-struct Example {
-    dir: tempfile::TempDir,
+pub(crate) struct Example {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Example {
-    fn new(goal: &str) -> Self {
+    /// The example at `goal`, with its maintenance window open now (for `apply`).
+    pub(crate) fn open_window(goal: &str) -> Self {
+        let example = Self::new(goal);
+        let path = example.dir.path().join("lifeboat.yaml");
+        let plan = std::fs::read_to_string(&path)
+            .expect("the plan")
+            .replace("2099-12-05T22:00:00Z", "2020-01-01T00:00:00Z");
+        std::fs::write(path, plan).expect("write the plan");
+        example
+    }
+
+    pub(crate) fn new(goal: &str) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let source = repo_root().join("examples/avs-failback");
         let plan = std::fs::read_to_string(source.join("lifeboat.yaml")).expect("the example plan");
@@ -35,18 +46,18 @@ impl Example {
         Self { dir }
     }
 
-    fn world_path(&self) -> PathBuf {
+    pub(crate) fn world_path(&self) -> PathBuf {
         self.dir.path().join(".lifeboat/world.yaml")
     }
 
-    fn lifeboat(&self) -> Command {
+    pub(crate) fn lifeboat(&self) -> Command {
         let mut command = Command::cargo_bin("lifeboat").expect("the binary is built");
         command.current_dir(self.dir.path()).env("NO_COLOR", "1");
         command
     }
 
     /// Runs `plan` once so the world exists, then edits it.
-    fn edit(&self, change: impl FnOnce(&mut World)) {
+    pub(crate) fn edit(&self, change: impl FnOnce(&mut World)) {
         if !self.world_path().exists() {
             self.lifeboat()
                 .args(["plan", "--format", "json"])
@@ -58,7 +69,7 @@ impl Example {
         store::write(&self.world_path(), &world).expect("the world writes");
     }
 
-    fn plan_json(&self, extra: &[&str]) -> (Option<i32>, Value) {
+    pub(crate) fn plan_json(&self, extra: &[&str]) -> (Option<i32>, Value) {
         let output = self
             .lifeboat()
             .args(["plan", "--format", "json"])

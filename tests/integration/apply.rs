@@ -1,0 +1,328 @@
+//! `lifeboat apply` end to end on the simulated estate: every goal, faults transient and
+//! permanent, saved plans, confirmation, the state lock, and SIGKILL at random moments.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use lifeboat_engine::generate::SplitMix64;
+use lifeboat_engine::provider::OperationKind;
+use lifeboat_provider_sim::World;
+use lifeboat_provider_sim::world::{Event, Fault, FaultCode};
+
+use crate::plan::Example;
+
+fn apply(example: &Example, extra: &[&str]) -> (Option<i32>, String) {
+    let output = example
+        .lifeboat()
+        .args(["apply", "--auto-approve"])
+        .args(extra)
+        .output()
+        .expect("runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+fn world(example: &Example) -> World {
+    lifeboat_provider_sim::store::read(&example.world_path()).expect("the world reads")
+}
+
+/// Every operation the simulated service started, per (machine, kind), and per id.
+fn starts(
+    world: &World,
+) -> (
+    BTreeMap<(String, OperationKind), usize>,
+    HashMap<String, usize>,
+) {
+    let mut by_work = BTreeMap::new();
+    let mut by_id = HashMap::new();
+    for entry in world.history.iter().filter(|h| h.event == Event::Started) {
+        *by_work
+            .entry((entry.machine.clone(), entry.kind))
+            .or_insert(0) += 1;
+        *by_id.entry(entry.operation.0.clone()).or_insert(0) += 1;
+    }
+    (by_work, by_id)
+}
+
+fn assert_nothing_ran_twice(world: &World) {
+    let (by_work, by_id) = starts(world);
+    for (work, count) in by_work {
+        assert_eq!(count, 1, "{work:?} was started {count} times");
+    }
+    for (id, count) in by_id {
+        assert_eq!(count, 1, "operation `{id}` was started {count} times");
+    }
+}
+
+fn assert_converged(example: &Example) {
+    let output = example
+        .lifeboat()
+        .args(["plan", "--detailed-exitcode"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "plan after apply:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+fn fault(machine: &str, operation: OperationKind, code: &str, times: u32) -> Fault {
+    Fault {
+        machine: lifeboat_engine::Spanned::bare(machine.to_string()),
+        operation,
+        code: FaultCode(code.to_string()),
+        times,
+    }
+}
+
+#[test]
+fn apply_reaches_every_goal_then_there_is_nothing_to_do() {
+    for (goal, operations) in [
+        ("reprotected", 1),
+        ("failed-back", 2),
+        ("committed", 3),
+        ("protected", 4),
+    ] {
+        let example = Example::open_window(goal);
+        let (code, text) = apply(&example, &[]);
+        assert_eq!(code, Some(0), "{goal}:\n{text}");
+        assert!(
+            text.contains(&format!("Apply complete: {} changes", 8 * operations)),
+            "{goal}:\n{text}"
+        );
+        assert_converged(&example);
+        let world = world(&example);
+        assert_nothing_ran_twice(&world);
+        assert_eq!(starts(&world).0.len(), 8 * operations, "{goal}");
+        let state = example
+            .lifeboat()
+            .args(["state", "list"])
+            .output()
+            .expect("runs");
+        let listing = String::from_utf8_lossy(&state.stdout);
+        assert_eq!(
+            listing.matches(&format!(" {goal}")).count(),
+            8,
+            "{goal}: {listing}"
+        );
+    }
+}
+
+#[test]
+fn a_transient_fault_is_waited_out() {
+    let example = Example::open_window("reprotected");
+    example.edit(|world| {
+        world
+            .faults
+            .push(fault("web-01", OperationKind::Reprotect, "429", 2))
+    });
+    let (code, text) = apply(&example, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        text.matches("↻ reprotect machine.web-01").count(),
+        2,
+        "{text}"
+    );
+    assert_converged(&example);
+}
+
+#[test]
+fn a_permanent_fault_skips_its_dependents_only_and_a_second_apply_converges() {
+    let example = Example::open_window("failed-back");
+    example.edit(|world| {
+        world
+            .faults
+            .push(fault("sql-01", OperationKind::Reprotect, "78093", 1))
+    });
+    let (code, text) = apply(&example, &["--format", "json"]);
+    assert_eq!(code, Some(1), "{text}");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let with = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| e["change"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(with("failed"), ["reprotect machine.sql-01"]);
+    let skipped = with("skipped");
+    for dependent in [
+        "failback machine.sql-01",
+        "failback machine.sql-02",
+        "failback machine.web-01",
+        "failback machine.batch-01",
+    ] {
+        assert!(
+            skipped.contains(&dependent.to_string()),
+            "`{dependent}` not skipped: {skipped:?}"
+        );
+    }
+    let succeeded = with("succeeded");
+    for independent in [
+        "reprotect machine.sql-02",
+        "failback machine.dc-01",
+        "failback machine.dc-02",
+        "failback machine.pg-01",
+    ] {
+        assert!(
+            succeeded.contains(&independent.to_string()),
+            "`{independent}` did not run: {succeeded:?}"
+        );
+    }
+    for event in events.iter().filter(|e| e["event"] == "skipped") {
+        assert_eq!(
+            event["because"], "reprotect machine.sql-01",
+            "only the root cause is blamed"
+        );
+    }
+    let summary = events
+        .iter()
+        .find(|e| e["event"] == "summary")
+        .expect("a summary event");
+    assert_eq!(summary["failed"], 1);
+
+    // The fault was injected once; the next apply finishes the job.
+    let (code, text) = apply(&example, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_converged(&example);
+}
+
+#[test]
+fn a_saved_plan_applies_once_then_is_stale() {
+    let example = Example::open_window("reprotected");
+    let saved = example.dir.path().join("tonight.json");
+    let output = example
+        .lifeboat()
+        .args(["plan", "--out"])
+        .arg(&saved)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let run = |example: &Example| {
+        example
+            .lifeboat()
+            .arg("apply")
+            .arg(&saved)
+            .output()
+            .expect("runs")
+    };
+    let first = run(&example);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = run(&example);
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("is stale") && stderr.contains("serial"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn apply_asks_and_refuses_without_a_terminal() {
+    let example = Example::open_window("reprotected");
+    let output = example
+        .lifeboat()
+        .arg("apply")
+        .write_stdin("yes\n")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("standard input is not a terminal"));
+    assert!(world(&example).history.is_empty(), "nothing was sent");
+}
+
+fn slow(world: &mut World, scale: f64) {
+    world.timing.scale = scale;
+}
+
+fn spawn_apply(example: &Example) -> Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    command
+        .current_dir(example.dir.path())
+        .env("NO_COLOR", "1")
+        .args(["apply", "--auto-approve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command.spawn().expect("lifeboat starts")
+}
+
+#[test]
+fn a_second_apply_on_the_same_state_fails_fast_naming_the_holder() {
+    let example = Example::open_window("reprotected");
+    example.edit(|world| slow(world, 0.002)); // a reprotect takes 2.4 s
+    let mut first = spawn_apply(&example);
+    let info = example.dir.path().join(".lifeboat/state.json.lock.info");
+    let started = Instant::now();
+    while !info.exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, text) = apply(&example, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("is locked by") && text.contains("`apply`"),
+        "{text}"
+    );
+    assert!(first.wait().expect("the first apply ends").success());
+    assert_converged(&example);
+}
+
+#[test]
+fn killing_apply_at_random_moments_never_loses_or_repeats_an_operation() {
+    let example = Example::open_window("committed");
+    // Reprotects take 1.2 s, failbacks 0.6 s, commits 0.12 s: every kind is in flight often.
+    example.edit(|world| slow(world, 0.001));
+    let mut rng = SplitMix64::new(2026);
+    let mut kills = 0;
+    for _ in 0..12 {
+        let mut child = spawn_apply(&example);
+        let delay = Duration::from_millis(100 + rng.below(1_500));
+        let deadline = Instant::now() + delay;
+        let mut finished = None;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("polls") {
+                finished = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if finished.is_some() {
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        kills += 1;
+    }
+    assert!(kills >= 3, "the test killed apply only {kills} times");
+    let (code, text) = apply(&example, &[]);
+    assert_eq!(code, Some(0), "after {kills} kills:\n{text}");
+    assert_converged(&example);
+    let world = world(&example);
+    assert_nothing_ran_twice(&world);
+    assert_eq!(starts(&world).0.len(), 24, "every operation ran once");
+    let state =
+        std::fs::read_to_string(example.dir.path().join(".lifeboat/state.json")).expect("state");
+    let state = lifeboat_engine::state::State::from_json(&state).expect("the state is valid");
+    assert!(
+        state.machines.values().all(|m| m.pending.is_none()),
+        "no operation left pending"
+    );
+}

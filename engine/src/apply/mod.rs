@@ -15,12 +15,15 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use tokio::task::JoinSet;
+// The executor waits on tokio's clock (backoff sleeps, providers' polling), so it measures on
+// it too: under a paused or scaled clock the report then agrees with what actually elapsed.
+use tokio::time::Instant;
 
 use crate::planner::{Action, Change, ExecutionPlan, Node};
 use crate::provider::{OperationId, OperationOutcome, OperationRequest, Provider, ProviderError};
@@ -175,13 +178,15 @@ pub async fn execute(
         .map(|n| graph.neighbors_directed(n, petgraph::Incoming).count())
         .collect();
     let mut status = vec![Status::Waiting; graph.node_count()];
-    // Ready nodes, lowest first: changes are numbered in plan order, so ties go the way the
-    // plan lists them.
+    // Ready nodes: checkpoints first (they cost nothing and release work), then the change
+    // with the longest chain of changes still behind it, so the critical path starts as early
+    // as parallelism allows; ties go the way the plan lists the changes.
+    let rank = remaining_chain(graph);
     let order = |n: NodeIndex| match graph[n] {
-        Node::Change(i) => i,
-        Node::Checkpoint(_) => usize::MAX - n.index(),
+        Node::Checkpoint(_) => (0, 0),
+        Node::Change(i) => (usize::MAX - rank[n.index()], i + 1),
     };
-    let mut ready: BinaryHeap<Reverse<(usize, usize)>> = graph
+    let mut ready: BinaryHeap<Reverse<((usize, usize), usize)>> = graph
         .node_indices()
         .filter(|&n| waiting_on[n.index()] == 0)
         .map(|n| Reverse((order(n), n.index())))
@@ -297,8 +302,8 @@ fn release(
     n: NodeIndex,
     waiting_on: &mut [usize],
     status: &[Status],
-    ready: &mut BinaryHeap<Reverse<(usize, usize)>>,
-    order: impl Fn(NodeIndex) -> usize,
+    ready: &mut BinaryHeap<Reverse<((usize, usize), usize)>>,
+    order: impl Fn(NodeIndex) -> (usize, usize),
 ) {
     for edge in graph.edges_directed(n, petgraph::Outgoing) {
         let next = edge.target();
@@ -307,6 +312,25 @@ fn release(
             ready.push(Reverse((order(next), next.index())));
         }
     }
+}
+
+/// For each node, the number of changes on the longest path from it to the end of the DAG
+/// (itself included). Computed once in reverse topological order: O(nodes + edges).
+fn remaining_chain(graph: &petgraph::graph::DiGraph<Node, ()>) -> Vec<usize> {
+    let mut rank = vec![0; graph.node_count()];
+    // The planner only builds acyclic graphs; an empty order would leave every rank at 0,
+    // which still schedules correctly, only less cleverly.
+    let order = petgraph::algo::toposort(graph, None).unwrap_or_default();
+    for &n in order.iter().rev() {
+        let own = usize::from(matches!(graph[n], Node::Change(_)));
+        let after = graph
+            .neighbors_directed(n, petgraph::Outgoing)
+            .map(|m| rank[m.index()])
+            .max()
+            .unwrap_or(0);
+        rank[n.index()] = own + after;
+    }
+    rank
 }
 
 fn descendants(graph: &petgraph::graph::DiGraph<Node, ()>, n: NodeIndex) -> Vec<NodeIndex> {
@@ -378,6 +402,7 @@ async fn run_one(
         .before(change, &operation)
         .await
         .map_err(journal_error)?;
+    let mut waited = Duration::ZERO;
     let backoff = ExponentialBuilder::default()
         .with_min_delay(options.retry.min_delay)
         .with_max_delay(options.retry.max_delay)
@@ -388,9 +413,14 @@ async fn run_one(
         .retry(backoff)
         .sleep(tokio::time::sleep)
         .when(ProviderError::is_transient)
-        // The provider's `Retry-After` replaces the backoff's delay, but never revives a retry
-        // the backoff has given up on (the deadline is the deadline).
-        .adjust(|error, delay| delay.map(|d| error.retry_after.unwrap_or(d)))
+        // The provider's `Retry-After` replaces the backoff's delay. backon counts only its own
+        // delays against the deadline, so the real waits are counted here: the deadline is
+        // the deadline, whatever the provider asks for.
+        .adjust(move |error, delay| {
+            let wait = error.retry_after.unwrap_or(delay?);
+            waited += wait;
+            (waited <= options.retry.deadline).then_some(wait)
+        })
         .notify(|error, wait| {
             on_event(Event::Retrying {
                 change: change.id.clone(),

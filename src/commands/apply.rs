@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use lifeboat_engine::apply::{self, ApplyOptions, Event, Journal, RetryPolicy};
 use lifeboat_engine::model::Timestamp;
 use lifeboat_engine::planner::output::PlanOutput;
@@ -59,9 +60,7 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         |s| PathBuf::from(&s.plan_file.path),
     );
     let mut session = pipeline::open(&plan_path, "apply", args.lock_timeout)?;
-    let printer = Printer {
-        json: args.format == DiagnosticFormat::Json,
-    };
+    let printer = Printer::new(args.format == DiagnosticFormat::Json);
 
     if let Some(saved) = &saved
         && let Err(stale) =
@@ -148,7 +147,9 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
             flag.store(true, Ordering::SeqCst);
         }
     });
-    let on_event: Arc<dyn Fn(Event) + Send + Sync> = Arc::new(move |event| printer.event(&event));
+    let printer = printer.with_bar(execution.changes.len());
+    let events = printer.clone();
+    let on_event: Arc<dyn Fn(Event) + Send + Sync> = Arc::new(move |event| events.event(&event));
     let report = session.runtime.block_on(apply::execute(
         &execution,
         session.provider.clone(),
@@ -443,13 +444,48 @@ impl Journal for StateJournal {
     }
 }
 
-/// Progress for people (one line per event) or machines (newline-delimited JSON).
-#[derive(Debug, Clone, Copy)]
+/// Progress for people or machines: on a terminal a bar (done, running, failed, elapsed)
+/// with each finished operation printed above it; otherwise a line per finished operation;
+/// with `--format json` one JSON object per event.
+#[derive(Debug, Clone)]
 struct Printer {
     json: bool,
+    bar: Option<ProgressBar>,
+    counts: Arc<Mutex<Counts>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    running: usize,
+    failed: usize,
 }
 
 impl Printer {
+    fn new(json: bool) -> Self {
+        Self {
+            json,
+            bar: None,
+            counts: Arc::default(),
+        }
+    }
+
+    /// Shows a progress bar for `total` changes when stdout is a terminal.
+    fn with_bar(mut self, total: usize) -> Self {
+        if !self.json && std::io::stdout().is_terminal() {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} done · {msg}",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.bar = Some(bar);
+        }
+        self
+    }
+
     fn event(&self, event: &Event) {
         if self.json {
             println!(
@@ -458,38 +494,74 @@ impl Printer {
             );
             return;
         }
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let line = match event {
-            Event::Started { change, .. } => format!("  … {change}"),
+            Event::Started { .. } => {
+                counts.running += 1;
+                None
+            }
             Event::Retrying {
                 change,
                 code,
                 message,
                 wait_ms,
-            } => format!(
+            } => Some(format!(
                 "  ↻ {change}: {}{message}; retrying in {:.1}s",
                 code.as_deref()
                     .map(|c| format!("[{c}] "))
                     .unwrap_or_default(),
                 *wait_ms as f64 / 1000.0
-            ),
+            )),
             Event::Succeeded { change, elapsed_ms } => {
-                format!("  ✓ {change} ({:.1}s)", *elapsed_ms as f64 / 1000.0)
+                counts.running = counts.running.saturating_sub(1);
+                Some(format!(
+                    "  ✓ {change} ({:.1}s)",
+                    *elapsed_ms as f64 / 1000.0
+                ))
             }
             Event::Failed {
                 change,
                 code,
                 message,
-            } => format!(
-                "  ✗ {change}: {}{message}",
-                code.as_deref()
-                    .map(|c| format!("[{c}] "))
-                    .unwrap_or_default()
-            ),
+            } => {
+                counts.running = counts.running.saturating_sub(1);
+                counts.failed += 1;
+                Some(format!(
+                    "  ✗ {change}: {}{message}",
+                    code.as_deref()
+                        .map(|c| format!("[{c}] "))
+                        .unwrap_or_default()
+                ))
+            }
             Event::Skipped { change, because } => {
-                format!("  - {change} skipped: `{because}` failed")
+                Some(format!("  - {change} skipped: `{because}` failed"))
             }
         };
-        println!("{line}");
+        match &self.bar {
+            Some(bar) => {
+                if matches!(
+                    event,
+                    Event::Succeeded { .. } | Event::Failed { .. } | Event::Skipped { .. }
+                ) {
+                    bar.inc(1);
+                }
+                bar.set_message(format!(
+                    "{} running, {} failed",
+                    counts.running, counts.failed
+                ));
+                if let Some(line) = line {
+                    bar.println(line);
+                }
+            }
+            None => {
+                if let Some(line) = line {
+                    println!("{line}");
+                }
+            }
+        }
     }
 
     fn note(&self, text: &str) {
@@ -504,6 +576,9 @@ impl Printer {
     }
 
     fn line(&self, text: &str, json: &serde_json::Value) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
         if self.json {
             println!("{json}");
         } else {

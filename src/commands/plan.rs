@@ -10,7 +10,7 @@
 //! and creates the state when there is none, so that even the first plan has a lineage. It
 //! changes nothing else: the state is written only at creation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,10 +21,11 @@ use lifeboat_engine::planner::ExecutionPlan;
 use lifeboat_engine::planner::output::PlanOutput;
 use lifeboat_engine::provider::Provider;
 use lifeboat_engine::saved::{self, PlanFileRef, ProviderRef, SavedPlan, SavedPlanKind};
-use lifeboat_engine::state::{LockInfo, State, StateBackend, drift};
-use lifeboat_engine::{Diagnostic, SourceFile, diagnostic, load, planner, preflight, validate};
+use lifeboat_engine::state::{State, drift};
+use lifeboat_engine::{Diagnostic, SourceFile, diagnostic, planner, preflight};
 
 use super::Exit;
+use super::pipeline::{self, Session};
 use crate::cli::OutputFormat;
 use crate::render::diagnostics::{counts, render_human};
 use crate::render::plan as render_plan;
@@ -42,110 +43,28 @@ pub struct PlanArgs<'a> {
 }
 
 pub fn run(args: &PlanArgs<'_>) -> Exit {
-    let plan_path = args.plan;
-    let file = match super::validate::read_plan(plan_path) {
-        Ok(file) => file,
-        Err(diagnostic) => {
-            let empty = SourceFile::new(plan_path.display().to_string(), plan_path, String::new());
-            eprint!("{}", render_human(&[*diagnostic], &empty));
-            return Exit::Error;
-        }
-    };
-    let plan = match load::load_plan(&file) {
-        Ok(plan) => plan,
-        Err(diagnostic) => {
-            eprint!("{}", render_human(&[*diagnostic], &file));
-            return Exit::Error;
-        }
-    };
-    let validation = validate::validate(&plan);
-    if validation.has_errors() {
-        eprint!("{}", render_human(&validation.diagnostics, &file));
-        eprintln!(
-            "`{}` is invalid: {}",
-            file.name(),
-            counts(&validation.diagnostics)
-        );
-        return Exit::Error;
+    match plan(args) {
+        Ok(exit) | Err(exit) => exit,
     }
-    let targets = match planner::resolve_targets(&plan, &validation, args.targets) {
-        Ok(targets) => targets,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::Error;
-        }
-    };
+}
 
-    // The lock is held until `run` returns, through the refresh and the saved plan's write.
-    let backend = super::state::backend(plan_path, &plan);
-    let _lock = match backend.lock(LockInfo::new("plan"), args.lock_timeout) {
-        Ok(lock) => lock,
-        Err(error) => {
-            super::state::report(&error);
-            return Exit::Error;
-        }
-    };
-    let state = match backend.read() {
-        Ok(Some(state)) => state,
-        Ok(None) => {
-            let state = State::new();
-            if let Err(error) = backend.write(&state) {
-                super::state::report(&error);
-                return Exit::Error;
-            }
-            state
-        }
-        Err(error) => {
-            super::state::report(&error);
-            return Exit::Error;
-        }
-    };
-
-    let Ok(provider) = super::provider::open(plan_path, &plan, &file) else {
-        return Exit::Error;
-    };
-
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return Exit::Error;
-        }
-    };
-    let request = preflight::refresh_request(&plan);
-    let facts = match runtime.block_on(provider.refresh(&request)) {
-        Ok(facts) => facts,
-        Err(error) => {
-            let code = error
-                .code
-                .as_deref()
-                .map(|c| format!(" ({c})"))
-                .unwrap_or_default();
-            eprintln!(
-                "error: refreshing from `{}` failed{code}: {}",
-                provider.describe().identity,
-                error.message
-            );
-            return Exit::Error;
-        }
-    };
-
-    // Assign again knowing where machines replicate today, so lifeboat's own earlier choices
-    // stay put (see `assign`); the plan was already checked above, this only moves nothing.
-    let current: HashMap<&str, &str> = facts
-        .machines
-        .iter()
-        .filter_map(|(name, fact)| {
-            Some((
-                name.as_str(),
-                fact.settings.as_ref()?.master_target.as_str(),
-            ))
-        })
-        .collect();
-    let validation = validate::validate_with(&plan, &current);
+fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
+    // The session holds the state lock until `plan` returns, through the refresh and the
+    // saved plan's write.
+    let session = pipeline::open(args.plan, "plan", args.lock_timeout)?;
+    let Session {
+        file,
+        plan,
+        validation,
+        state,
+        provider,
+        facts,
+        ..
+    } = &session;
+    let targets = planner::resolve_targets(plan, validation, args.targets).map_err(|message| {
+        eprintln!("error: {message}");
+        Exit::Error
+    })?;
 
     let mut diagnostics = validation.diagnostics.clone();
     let execution = if args.refresh_only {
@@ -159,13 +78,13 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
         }
     } else {
         diagnostics.extend(preflight::preflight(
-            &plan,
+            plan,
             &validation.assignment,
-            &facts,
+            facts,
             Timestamp(jiff::Timestamp::now()),
         ));
         let released = state.released(plan.machines.names());
-        let mut execution = planner::build(&plan, &validation, &facts, &released);
+        let mut execution = planner::build(plan, validation, facts, &released);
         if !args.targets.is_empty() {
             execution = execution.restrict(&targets);
             diagnostics.push(targeted_warning(args.targets, &targets));
@@ -176,7 +95,7 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
 
     let json_diagnostics: Vec<JsonDiagnostic> = diagnostics
         .iter()
-        .map(|d| JsonDiagnostic::new(d, &file))
+        .map(|d| JsonDiagnostic::new(d, file))
         .collect();
     let mut output = PlanOutput::new(
         &execution,
@@ -185,7 +104,7 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
         json_diagnostics,
     );
     if args.refresh_only {
-        output.drift = Some(drift::detect(&state, &facts));
+        output.drift = Some(drift::detect(state, facts));
     }
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
     if let Some(out) = args.out {
@@ -194,13 +113,13 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
                 "error: the plan has errors; it was not saved to `{}`",
                 out.display()
             );
-        } else if save(args, out, &file, &plan, &provider, &state, &output).is_err() {
-            return Exit::Error;
+        } else if save(args, out, file, plan, provider.as_ref(), state, &output).is_err() {
+            return Err(Exit::Error);
         }
     }
     match args.format {
         OutputFormat::Human => {
-            eprint!("{}", render_human(&diagnostics, &file));
+            eprint!("{}", render_human(&diagnostics, file));
             print!("{}", render_plan::render_human(&output));
         }
         OutputFormat::Json => {
@@ -225,11 +144,11 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
         if args.format == OutputFormat::Human {
             eprintln!("preflight failed: {}", counts(&diagnostics));
         }
-        Exit::Error
+        Err(Exit::Error)
     } else if args.detailed_exitcode && changed {
-        Exit::Changes
+        Ok(Exit::Changes)
     } else {
-        Exit::Success
+        Ok(Exit::Success)
     }
 }
 

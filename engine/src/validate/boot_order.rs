@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::{PlanIndex, join_names};
+use super::{Membership, PlanIndex, join_names, single_membership};
 use crate::diagnostic::{Diagnostic, codes};
 use crate::model::Plan;
 use crate::span::Span;
@@ -158,34 +158,14 @@ fn multiple_boot_groups(
     index: &PlanIndex<'_>,
     out: &mut Vec<Diagnostic>,
 ) -> HashMap<usize, usize> {
-    let mut first: HashMap<usize, (usize, Span)> = HashMap::new();
-    for (g, group) in plan.boot_order.iter().enumerate() {
-        for member in &group.machines.value {
-            let Some(m) = index.machine(&member.value) else {
-                continue;
-            };
-            match first.get(&m) {
-                None => {
-                    first.insert(m, (g, member.span));
-                }
-                Some(&(first_group, first_span)) if first_group != g => {
-                    let first_name = &plan.boot_order.value[first_group].name.value;
-                    out.push(
-                        Diagnostic::error(
-                            codes::BOOT_ORDER_MULTIPLE_GROUPS,
-                            format!(
-                                "machine `{}` is in boot groups `{first_name}` and `{}`",
-                                member.value, group.name.value
-                            ),
-                        )
-                        .with_label(member.span, format!("listed in `{}`", group.name.value))
-                        .with_label(first_span, format!("already in `{first_name}`"))
-                        .with_help("a machine fails back in one boot group only; remove it from one of them"),
-                    );
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    first.into_iter().map(|(m, (g, _))| (m, g)).collect()
+    let groups = plan
+        .boot_order
+        .iter()
+        .map(|group| (group.name.value.as_str(), group.machines.value.as_slice()));
+    let membership = Membership {
+        code: codes::BOOT_ORDER_MULTIPLE_GROUPS,
+        kind: "boot groups",
+        help: "a machine fails back in one boot group only; remove it from one of them",
+    };
+    single_membership(index, groups, &membership, out)
 }

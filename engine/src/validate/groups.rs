@@ -1,9 +1,7 @@
 //! Replication groups (DESIGN.md §1.1 rules 1 and 2): one group per machine, one OS per
 //! group, one master target per group, and a master target of the machines' OS.
 
-use std::collections::HashMap;
-
-use super::PlanIndex;
+use super::{Membership, PlanIndex, single_membership};
 use crate::diagnostic::{Diagnostic, codes};
 use crate::model::Plan;
 use crate::span::Span;
@@ -171,34 +169,14 @@ pub(super) fn check(
 }
 
 fn multiple_groups(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic>) {
-    let mut first: HashMap<usize, (usize, Span)> = HashMap::new();
-    for (g, (group_name, group)) in plan.replication_groups.iter().enumerate() {
-        for member in &group.machines.value {
-            let Some(m) = index.machine(&member.value) else {
-                continue;
-            };
-            match first.get(&m) {
-                None => {
-                    first.insert(m, (g, member.span));
-                }
-                Some(&(first_group, first_span)) if first_group != g => {
-                    let first_name = &plan.replication_groups.get_index(first_group).0.value;
-                    out.push(
-                        Diagnostic::error(
-                            codes::GROUP_MULTIPLE_GROUPS,
-                            format!(
-                                "machine `{}` is in replication groups `{first_name}` and `{}`",
-                                member.value, group_name.value
-                            ),
-                        )
-                        .with_label(member.span, format!("listed in `{}`", group_name.value))
-                        .with_label(first_span, format!("already in `{first_name}`"))
-                        .with_help("a machine can belong to one replication group only; remove it from one of them"),
-                    );
-                }
-                // Listed twice in the same group: `plan::duplicate` reports it.
-                Some(_) => {}
-            }
-        }
-    }
+    let groups = plan
+        .replication_groups
+        .iter()
+        .map(|(name, group)| (name.value.as_str(), group.machines.value.as_slice()));
+    let membership = Membership {
+        code: codes::GROUP_MULTIPLE_GROUPS,
+        kind: "replication groups",
+        help: "a machine can belong to one replication group only; remove it from one of them",
+    };
+    single_membership(index, groups, &membership, out);
 }

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use crate::assign::{self, Assignment};
 use crate::diagnostic::{self, Diagnostic};
 use crate::model::Plan;
+use crate::span::{Span, Spanned};
 
 /// The plan's names resolved to positions, built once and shared by every check.
 #[derive(Debug)]
@@ -97,6 +98,52 @@ pub fn validate_with(plan: &Plan, current_targets: &HashMap<&str, &str>) -> Vali
         assignment,
         diagnostics,
     }
+}
+
+/// One kind of group a machine may be in only once: replication groups, boot groups.
+pub(crate) struct Membership<'a> {
+    pub code: &'static str,
+    /// Plural, for the message: "replication groups".
+    pub kind: &'a str,
+    pub help: &'a str,
+}
+
+/// Reports every machine listed in two groups of one kind, labelling both listings, and
+/// returns each machine's first group. Listing a machine twice in the same group is left to
+/// `plan::duplicate`.
+pub(crate) fn single_membership<'p>(
+    index: &PlanIndex<'_>,
+    groups: impl Iterator<Item = (&'p str, &'p [Spanned<String>])>,
+    membership: &Membership<'_>,
+    out: &mut Vec<Diagnostic>,
+) -> HashMap<usize, usize> {
+    let mut first: HashMap<usize, (usize, &'p str, Span)> = HashMap::new();
+    for (g, (group_name, members)) in groups.enumerate() {
+        for member in members {
+            let Some(m) = index.machine(&member.value) else {
+                continue;
+            };
+            match first.get(&m) {
+                None => {
+                    first.insert(m, (g, group_name, member.span));
+                }
+                Some(&(first_group, first_name, first_span)) if first_group != g => out.push(
+                    Diagnostic::error(
+                        membership.code,
+                        format!(
+                            "machine `{}` is in {} `{first_name}` and `{group_name}`",
+                            member.value, membership.kind
+                        ),
+                    )
+                    .with_label(member.span, format!("listed in `{group_name}`"))
+                    .with_label(first_span, format!("already in `{first_name}`"))
+                    .with_help(membership.help),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    first.into_iter().map(|(m, (g, _, _))| (m, g)).collect()
 }
 
 /// `a`, `a` and `b`, `a`, `b` and `c`: names in backticks, joined for a sentence.

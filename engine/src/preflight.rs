@@ -146,6 +146,56 @@ pub fn preflight(
     facts: &Facts,
     now: Timestamp,
 ) -> Vec<Diagnostic> {
+    checks(plan, assignment, facts, now, None)
+}
+
+/// The preflight checks of one machine (index `m` in the plan), for `apply` to run right
+/// before that machine's next operation. `facts` need only describe that machine, its master
+/// target, hosts and datastores, and the site ([`refresh_request_for`]): checks that compare
+/// machines with each other (disk UUIDs, shared capacity) then see only this one.
+pub fn preflight_machine(
+    plan: &Plan,
+    assignment: &Assignment,
+    facts: &Facts,
+    now: Timestamp,
+    m: usize,
+) -> Vec<Diagnostic> {
+    checks(plan, assignment, facts, now, Some(m))
+}
+
+/// The names one machine's checks need facts about.
+pub fn refresh_request_for(plan: &Plan, assignment: &Assignment, m: usize) -> RefreshRequest {
+    let (name, machine) = plan.machines.get_index(m);
+    let mut esxi_hosts = Vec::new();
+    let mut datastores = vec![machine.datastore.value.clone()];
+    let mut master_targets = Vec::new();
+    if let Some(mt) = assignment.machine_target.get(m).copied().flatten() {
+        let (mt_name, target) = plan.master_targets.get_index(mt);
+        master_targets.push(mt_name.value.clone());
+        esxi_hosts.push(target.esxi_host.value.clone());
+        datastores.extend(target.datastores.iter().map(|d| d.value.clone()));
+    }
+    datastores.sort_unstable();
+    datastores.dedup();
+    RefreshRequest {
+        vcenter: plan.site.vcenter.value.clone(),
+        configuration_server: plan.site.configuration_server.value.clone(),
+        process_server: plan.site.process_server.value.clone(),
+        esxi_hosts,
+        datastores,
+        master_targets,
+        machines: vec![name.value.clone()],
+    }
+}
+
+fn checks(
+    plan: &Plan,
+    assignment: &Assignment,
+    facts: &Facts,
+    now: Timestamp,
+    only: Option<usize>,
+) -> Vec<Diagnostic> {
+    let selected = |m: usize| only.is_none_or(|o| o == m);
     let mut out = Vec::new();
     let mut unchecked = Unchecked::default();
     let goal = Stage::from_goal(plan.goal());
@@ -153,10 +203,12 @@ pub fn preflight(
     let pending: Vec<Option<Pending>> = plan
         .machines
         .iter()
-        .map(|(name, _)| {
+        .enumerate()
+        .map(|(m, (name, _))| {
             facts
                 .machines
                 .get(name.value.as_str())
+                .filter(|_| selected(m))
                 .map(|f| Pending::new(f.stage, goal))
         })
         .collect();
@@ -186,6 +238,9 @@ pub fn preflight(
     let mut capacity: HashMap<&str, HostDemand> = HashMap::new();
 
     for (m, (name, machine)) in plan.machines.iter().enumerate() {
+        if !selected(m) {
+            continue;
+        }
         let Some(machine_facts) = facts.machines.get(name.value.as_str()) else {
             out.push(
                 Diagnostic::error(

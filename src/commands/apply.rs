@@ -133,6 +133,18 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
     let journal = Arc::new(StateJournal {
         backend: session.backend.clone(),
         state: Mutex::new(session.state.clone()),
+        preflight: Recheck {
+            plan: session.plan.clone(),
+            assignment: session.validation.assignment.clone(),
+            provider: session.provider.clone(),
+            index: session
+                .plan
+                .machines
+                .names()
+                .enumerate()
+                .map(|(m, name)| (name.to_string(), m))
+                .collect(),
+        },
         stages: session
             .facts
             .machines
@@ -371,12 +383,47 @@ fn confirm(
     Ok(())
 }
 
-/// The state as the write-ahead journal of the executor.
+/// The state as the write-ahead journal of the executor, and the per-operation preflight.
 struct StateJournal {
     backend: LocalBackend,
     state: Mutex<State>,
     /// Each machine's stage when the apply started, for machines new to the state.
     stages: HashMap<String, Stage>,
+    preflight: Recheck,
+}
+
+/// What re-running one machine's preflight checks needs. Owned (the executor's tasks outlive
+/// any borrow of the session), and cheap: one targeted refresh per operation.
+struct Recheck {
+    plan: lifeboat_engine::Plan,
+    assignment: lifeboat_engine::assign::Assignment,
+    provider: Arc<dyn lifeboat_engine::provider::Provider>,
+    index: HashMap<String, usize>,
+}
+
+impl Recheck {
+    async fn check(&self, change: &Change) -> Result<(), ProviderError> {
+        let Some(&m) = self.index.get(change.machine()) else {
+            return Ok(());
+        };
+        let request = preflight::refresh_request_for(&self.plan, &self.assignment, m);
+        let facts = self.provider.refresh(&request).await?;
+        let now = Timestamp(jiff::Timestamp::now());
+        let diagnostics =
+            preflight::preflight_machine(&self.plan, &self.assignment, &facts, now, m);
+        match diagnostics.into_iter().find(Diagnostic::is_error) {
+            None => Ok(()),
+            Some(error) => Err(ProviderError::permanent(
+                Some(error.code.to_string()),
+                format!(
+                    "preflight, right before `{}`: {}{}",
+                    change.id,
+                    error.message,
+                    error.help.map(|h| format!(" ({h})")).unwrap_or_default()
+                ),
+            )),
+        }
+    }
 }
 
 impl StateJournal {
@@ -399,6 +446,10 @@ impl StateJournal {
 
 #[async_trait::async_trait]
 impl Journal for StateJournal {
+    async fn check(&self, change: &Change) -> Result<(), ProviderError> {
+        self.preflight.check(change).await
+    }
+
     async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), String> {
         let Some(kind) = change.action.operation() else {
             return Ok(());

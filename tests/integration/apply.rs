@@ -403,3 +403,55 @@ fn apply_takes_within_ten_percent_of_the_critical_path() {
         "apply took {elapsed:.2}s, more than 10% over the critical path of {critical_path:.2}s"
     );
 }
+
+/// Preflight runs again right before each operation, against fresh facts: a window that
+/// closes while apply runs stops the operations that would start after it, before anything
+/// is sent to the provider.
+#[test]
+fn preflight_is_rechecked_right_before_each_operation() {
+    let example = Example::open_window("failed-back");
+    let closes = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    let path = example.dir.path().join("lifeboat.yaml");
+    let plan = std::fs::read_to_string(&path)
+        .expect("the plan")
+        .replace("2099-12-06T04:00:00Z", &closes.to_string());
+    std::fs::write(&path, plan).expect("write the plan");
+    example.edit(|world| slow(world, 0.002)); // a reprotect takes 2.4 s
+    let (code, text) = apply(&example, &["--parallelism", "1", "--format", "json"]);
+    assert_eq!(code, Some(1), "{text}");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let succeeded = events.iter().filter(|e| e["event"] == "succeeded").count();
+    assert_eq!(
+        succeeded, 1,
+        "only the reprotect that started inside the window ran: {text}"
+    );
+    // The first failback is refused by the executor's own window rule; the reprotects of the
+    // machines after it by the preflight re-check.
+    let refused: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "failed").collect();
+    assert!(
+        refused
+            .iter()
+            .all(|e| e["code"] == "preflight::maintenance-window"),
+        "{refused:?}"
+    );
+    let rechecked = refused
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("preflight, right before `reprotect"))
+        })
+        .unwrap_or_else(|| panic!("no reprotect refused by the re-check: {refused:?}"));
+    assert!(
+        rechecked["message"]
+            .as_str()
+            .expect("message")
+            .contains("maintenance window")
+    );
+    // Refused by lifeboat, so the simulated service never saw it.
+    assert_eq!(starts(&world(&example)).0.len(), 1);
+}

@@ -99,9 +99,17 @@ pub enum Event {
     },
 }
 
-/// Records operations durably around each provider call (write-ahead).
+/// The executor's hooks around each provider call: a last check, then the durable
+/// write-ahead record, then the outcome.
 #[async_trait::async_trait]
 pub trait Journal: Send + Sync {
+    /// Called right before the operation is recorded and sent: the last chance to refuse it.
+    /// `apply` re-runs the machine's preflight checks here, against fresh facts, because the
+    /// sites keep changing while an apply runs. The default accepts every change.
+    async fn check(&self, _change: &Change) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Called before `operation` is sent; it must be recorded when this returns `Ok`.
     async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), String>;
     /// Called with the provider's answer.
@@ -372,7 +380,7 @@ async fn run_one(
         let now = jiff::Timestamp::now();
         if now < start || now >= end {
             return Err(ProviderError::permanent(
-                None,
+                Some(crate::diagnostic::codes::PREFLIGHT_MAINTENANCE_WINDOW.to_string()),
                 format!(
                     "`{}` may run only inside the maintenance window ({start} to {end}); it is {now}",
                     change.id
@@ -392,6 +400,7 @@ async fn run_one(
             .map_err(journal_error)?;
         return Ok(());
     };
+    journal.check(change).await?;
     let request = OperationRequest {
         id: operation.clone(),
         machine: change.machine().to_string(),

@@ -163,6 +163,8 @@ struct Fake {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     trace: Trace,
+    /// The provider's own concurrency limit, if any.
+    limit: Option<usize>,
 }
 
 fn key(machine: &str, kind: OperationKind) -> Key {
@@ -210,6 +212,10 @@ impl Provider for Fake {
             kind: "fake",
             identity: "apply tests".to_string(),
         }
+    }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        self.limit
     }
 
     async fn refresh(&self, _: &RefreshRequest) -> Result<Facts, ProviderError> {
@@ -601,10 +607,14 @@ async fn parallelism_bounds_the_operations_in_flight() {
     let (outcome, fake) = execute(&plan, equal_durations(), &three).await;
     assert!(outcome.report.is_success(), "{:?}", outcome.report);
     assert_eq!(fake.max_in_flight(), 3);
-    // 24 operations of 10 s, 3 at a time, cannot take less than 80 s. (The executor takes
-    // 90 s: it prefers plan order, so the last two machines' chains run two wide; that is
-    // a scheduling choice, not a broken limit, so only the bound is asserted.)
+    // 24 operations of 10 s, 3 at a time, cannot take less than 80 s; starting the longest
+    // remaining chain first reaches that bound.
     assert!(outcome.elapsed >= Duration::from_secs(80));
+    assert!(
+        outcome.elapsed <= Duration::from_secs(90),
+        "{:?}",
+        outcome.elapsed
+    );
 
     let ten = ApplyOptions {
         parallelism: 10,
@@ -614,6 +624,13 @@ async fn parallelism_bounds_the_operations_in_flight() {
     assert!(outcome.report.is_success(), "{:?}", outcome.report);
     assert_eq!(fake.max_in_flight(), 8, "only 8 machines can be in flight");
     assert_eq!(outcome.elapsed, Duration::from_secs(30));
+
+    // A provider's own limit wins over a larger `--parallelism`.
+    let mut limited = equal_durations();
+    limited.limit = Some(2);
+    let (outcome, fake) = execute(&plan, limited, &ten).await;
+    assert!(outcome.report.is_success(), "{:?}", outcome.report);
+    assert_eq!(fake.max_in_flight(), 2, "the provider allows 2 at once");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -201,7 +201,11 @@ pub async fn execute(
         .collect();
     let mut running: JoinSet<(NodeIndex, Result<(), ProviderError>)> = JoinSet::new();
     let mut report = ApplyReport::default();
-    let parallelism = options.parallelism.max(1);
+    let parallelism = match provider.max_concurrency() {
+        Some(limit) => options.parallelism.min(limit),
+        None => options.parallelism,
+    }
+    .max(1);
     let id_of = |n: NodeIndex| match &graph[n] {
         Node::Change(i) => plan.changes[*i].id.clone(),
         Node::Checkpoint(label) => label.clone(),

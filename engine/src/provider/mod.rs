@@ -28,6 +28,12 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// What this provider is and which estate it talks to.
     fn describe(&self) -> ProviderInfo;
 
+    /// The most operations this provider accepts at once (a service's throttling limit);
+    /// `apply` never runs more, whatever `--parallelism` says. `None`: no limit of its own.
+    fn max_concurrency(&self) -> Option<usize> {
+        None
+    }
+
     /// Observes the facts the request names. Things that do not exist are absent from the
     /// answer; things the provider cannot observe are `None`.
     async fn refresh(&self, request: &RefreshRequest) -> Result<Facts, ProviderError>;

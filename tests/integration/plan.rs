@@ -563,3 +563,124 @@ fn graph_renders_the_dag_in_dot_and_mermaid() {
         insta::assert_snapshot!(format!("graph_{format}_committed"), text);
     }
 }
+
+/// Every output format for every situation a reviewer meets: each goal, drift on a reprotected
+/// machine (a replace), a machine that left the plan (a release), preflight errors, and
+/// nothing to do. Snapshots, plus the JSON checked against the committed schema.
+#[test]
+fn every_format_for_every_situation() {
+    type Setup = fn(&Example);
+    let nothing: Setup = |_| {};
+    let scenarios: [(&str, &str, Setup); 8] = [
+        ("goal_reprotected", "reprotected", nothing),
+        ("goal_failed_back", "failed-back", nothing),
+        ("goal_committed", "committed", nothing),
+        ("goal_protected", "protected", nothing),
+        ("drift_replace", "failed-back", |example| {
+            example.edit(|world| {
+                put_at(
+                    world,
+                    "web-01",
+                    Stage::Reprotected,
+                    "mt-linux-01",
+                    "vmfs-ssd-01",
+                )
+            })
+        }),
+        ("release", "reprotected", |example| {
+            // Plan once with the full estate so the state knows `batch-01`, then drop it.
+            example.plan_json(&[]);
+            example.edit(|world| {
+                put_at(
+                    world,
+                    "batch-01",
+                    Stage::Reprotected,
+                    "mt-linux-02",
+                    "vsan-01",
+                )
+            });
+            let path = example.dir.path().join("lifeboat.yaml");
+            let state_path = example.dir.path().join(".lifeboat/state.json");
+            let mut state = lifeboat_engine::state::State::from_json(
+                &std::fs::read_to_string(&state_path).expect("state"),
+            )
+            .expect("valid state");
+            let mut machines = state.machines.clone();
+            machines.insert(
+                "batch-01".to_string(),
+                lifeboat_engine::state::MachineState::at(Stage::Reprotected),
+            );
+            state.commit(machines);
+            std::fs::write(&state_path, state.to_json()).expect("write the state");
+            let plan = std::fs::read_to_string(&path).expect("plan");
+            let plan = plan
+                .replace("  batch-01:\n    os: linux\n    recovery: alternate\n    datastore: vsan-01\n    disks_gib: [64]\n", "")
+                .replace("[web-01, web-02, batch-01]", "[web-01, web-02]");
+            std::fs::write(&path, plan).expect("write the plan");
+        }),
+        ("preflight_errors", "reprotected", |example| {
+            example.edit(|world| {
+                world
+                    .master_targets
+                    .get_mut("mt-linux-01")
+                    .expect("exists")
+                    .snapshots = 2
+            })
+        }),
+        ("no_changes", "reprotected", |example| {
+            example.edit(|world| {
+                for (name, mt, ds) in [
+                    ("dc-01", "mt-windows-01", "vsan-01"),
+                    ("dc-02", "mt-windows-01", "vsan-01"),
+                    ("sql-01", "mt-windows-01", "vsan-01"),
+                    ("sql-02", "mt-windows-01", "vsan-01"),
+                    ("pg-01", "mt-linux-01", "vmfs-ssd-01"),
+                    ("web-01", "mt-linux-01", "vsan-01"),
+                    ("web-02", "mt-linux-01", "vsan-01"),
+                    ("batch-01", "mt-linux-02", "vsan-01"),
+                ] {
+                    put_at(world, name, Stage::Reprotected, mt, ds);
+                }
+                for name in ["pg-01", "batch-01"] {
+                    world
+                        .machines
+                        .get_mut(name)
+                        .expect("exists")
+                        .settings
+                        .recovery = Some(Recovery::Alternate);
+                }
+            })
+        }),
+    ];
+    for (name, goal, setup) in scenarios {
+        let example = Example::new(goal);
+        setup(&example);
+        let (_, mut plan) = example.plan_json(&[]);
+        assert_conforms(&plan);
+        match name {
+            "drift_replace" => assert_eq!(plan["summary"]["changes"]["replace"], 1, "{name}"),
+            "release" => assert_eq!(plan["summary"]["changes"]["release"], 1, "{name}"),
+            "preflight_errors" => assert!(
+                plan["diagnostics"]
+                    .as_array()
+                    .is_some_and(|d| !d.is_empty()),
+                "{name}"
+            ),
+            "no_changes" => assert!(changes(&plan).is_empty(), "{name}"),
+            _ => {}
+        }
+        plan["lineage"] = Value::from("[lineage]");
+        insta::assert_json_snapshot!(format!("scenario_{name}_json"), plan);
+        let human = example.lifeboat().args(["plan"]).output().expect("runs");
+        let human = format!(
+            "{}{}",
+            String::from_utf8_lossy(&human.stderr),
+            String::from_utf8_lossy(&human.stdout)
+        );
+        insta::assert_snapshot!(format!("scenario_{name}_human"), human);
+        insta::assert_snapshot!(
+            format!("scenario_{name}_markdown"),
+            example.plan_text("markdown")
+        );
+    }
+}

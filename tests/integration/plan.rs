@@ -467,11 +467,12 @@ fn preflight_errors_fail_the_plan_but_still_show_it() {
 fn markdown_of_a_large_estate_stays_under_the_comment_limit() {
     use lifeboat_engine::generate::{EstateShape, plan_yaml};
     let dir = tempfile::tempdir().expect("tempdir");
+    // The estate of DESIGN.md §9, with enough master targets to be valid.
     let shape = EstateShape {
-        machines: 2_000,
-        groups: 200,
-        master_targets: 100,
-        boot_groups: 4,
+        machines: 10_000,
+        groups: 1_000,
+        master_targets: 480,
+        boot_groups: 5,
         seed: 7,
     };
     std::fs::write(

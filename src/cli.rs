@@ -142,6 +142,27 @@ pub enum SimCommand {
         #[arg(long, value_name = "WORLD")]
         from: Option<PathBuf>,
     },
+    /// Write a large, realistic estate (a plan and its world) for benchmarks and rehearsals.
+    Generate {
+        #[arg(long, default_value_t = 1_000)]
+        machines: usize,
+        /// Replication groups of equal size; the rest of the machines stay ungrouped.
+        #[arg(long, default_value_t = 100)]
+        groups: usize,
+        #[arg(long, default_value_t = 48)]
+        master_targets: usize,
+        #[arg(long, default_value_t = 5)]
+        boot_groups: usize,
+        /// The same seed always gives the same estate, byte for byte.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The folder for `lifeboat.yaml` and its world (`.lifeboat/world.yaml`).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Replace an existing plan and world there.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

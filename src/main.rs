@@ -61,6 +61,28 @@ fn main() -> std::process::ExitCode {
         Command::Sim {
             command: cli::SimCommand::Init { plan, force, from },
         } => commands::sim::init(&plan, force, from.as_deref()),
+        Command::Sim {
+            command:
+                cli::SimCommand::Generate {
+                    machines,
+                    groups,
+                    master_targets,
+                    boot_groups,
+                    seed,
+                    out,
+                    force,
+                },
+        } => commands::sim::generate(&commands::sim::Generate {
+            shape: lifeboat_engine::generate::EstateShape {
+                machines,
+                groups,
+                master_targets,
+                boot_groups,
+                seed,
+            },
+            out: &out,
+            force,
+        }),
     };
     std::process::ExitCode::from(exit as u8)
 }

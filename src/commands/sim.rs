@@ -1,4 +1,5 @@
-//! `lifeboat sim init`: make the simulated estate a plan rehearses against.
+//! `lifeboat sim init` and `lifeboat sim generate`: make the simulated estate a plan
+//! rehearses against, for a plan you have or for a generated one.
 
 use std::path::Path;
 
@@ -154,4 +155,39 @@ fn spec(plan: &Plan, validation: &Validation) -> InitSpec {
             })
             .collect(),
     }
+}
+
+/// The shape `sim generate` writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Generate<'a> {
+    pub shape: lifeboat_engine::generate::EstateShape,
+    pub out: &'a Path,
+    pub force: bool,
+}
+
+pub fn generate(args: &Generate<'_>) -> Exit {
+    let plan_path = args.out.join("lifeboat.yaml");
+    if plan_path.exists() && !args.force {
+        eprintln!(
+            "error: `{}` already exists; pass `--force` to replace it and its world",
+            plan_path.display()
+        );
+        return Exit::Error;
+    }
+    let text = lifeboat_engine::generate::plan_yaml(&args.shape);
+    let written = std::fs::create_dir_all(args.out).and_then(|()| {
+        lifeboat_engine::state::local::write_atomically(&plan_path, text.as_bytes())
+    });
+    if let Err(error) = written {
+        eprintln!("error: cannot write `{}`: {error}", plan_path.display());
+        return Exit::Error;
+    }
+    println!(
+        "wrote the plan `{}`: {} machines, {} replication groups, {} master targets",
+        plan_path.display(),
+        args.shape.machines,
+        args.shape.groups,
+        args.shape.master_targets
+    );
+    init(&plan_path, args.force, None)
 }

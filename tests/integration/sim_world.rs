@@ -195,3 +195,56 @@ fn the_example_world_matches_the_example_plan() {
         String::from_utf8_lossy(&plan.stderr)
     );
 }
+
+#[test]
+fn sim_generate_writes_a_reproducible_valid_estate_and_refuses_to_overwrite() {
+    let run = |dir: &std::path::Path, extra: &[&str]| {
+        assert_cmd::Command::cargo_bin("lifeboat")
+            .expect("built")
+            .args([
+                "sim",
+                "generate",
+                "--machines",
+                "120",
+                "--groups",
+                "12",
+                "--master-targets",
+                "8",
+                "--seed",
+                "9",
+                "--out",
+            ])
+            .arg(dir)
+            .args(extra)
+            .output()
+            .expect("runs")
+    };
+    let (a, b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    assert!(run(a.path(), &[]).status.success());
+    assert!(run(b.path(), &[]).status.success());
+    let plan = |dir: &tempfile::TempDir| {
+        std::fs::read_to_string(dir.path().join("lifeboat.yaml")).expect("plan")
+    };
+    assert_eq!(plan(&a), plan(&b), "the same seed gives the same plan");
+    assert!(a.path().join(".lifeboat/world.yaml").exists());
+
+    let validate = assert_cmd::Command::cargo_bin("lifeboat")
+        .expect("built")
+        .arg("validate")
+        .arg(a.path().join("lifeboat.yaml"))
+        .output()
+        .expect("runs");
+    assert!(
+        validate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+
+    let again = run(a.path(), &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("pass `--force`"));
+    assert!(run(a.path(), &["--force"]).status.success());
+}

@@ -117,6 +117,31 @@ fn put_at(world: &mut World, name: &str, stage: Stage, master_target: &str, data
     }
 }
 
+/// Every machine of the example reprotected exactly as the plan says: at goal `reprotected`
+/// there is nothing left to do.
+fn everyone_reprotected(world: &mut World) {
+    for (name, mt, ds) in [
+        ("dc-01", "mt-windows-01", "vsan-01"),
+        ("dc-02", "mt-windows-01", "vsan-01"),
+        ("sql-01", "mt-windows-01", "vsan-01"),
+        ("sql-02", "mt-windows-01", "vsan-01"),
+        ("pg-01", "mt-linux-01", "vmfs-ssd-01"),
+        ("web-01", "mt-linux-01", "vsan-01"),
+        ("web-02", "mt-linux-01", "vsan-01"),
+        ("batch-01", "mt-linux-02", "vsan-01"),
+    ] {
+        put_at(world, name, Stage::Reprotected, mt, ds);
+    }
+    for name in ["pg-01", "batch-01"] {
+        world
+            .machines
+            .get_mut(name)
+            .expect("exists")
+            .settings
+            .recovery = Some(Recovery::Alternate);
+    }
+}
+
 fn changes(plan: &Value) -> &Vec<Value> {
     plan["changes"].as_array().expect("changes")
 }
@@ -343,28 +368,7 @@ fn ids_for(plan: &Value, prefix: &str) -> usize {
 #[test]
 fn nothing_to_do_exits_zero_under_detailed_exitcode() {
     let example = Example::new("reprotected");
-    example.edit(|world| {
-        for (name, mt, ds) in [
-            ("dc-01", "mt-windows-01", "vsan-01"),
-            ("dc-02", "mt-windows-01", "vsan-01"),
-            ("sql-01", "mt-windows-01", "vsan-01"),
-            ("sql-02", "mt-windows-01", "vsan-01"),
-            ("pg-01", "mt-linux-01", "vmfs-ssd-01"),
-            ("web-01", "mt-linux-01", "vsan-01"),
-            ("web-02", "mt-linux-01", "vsan-01"),
-            ("batch-01", "mt-linux-02", "vsan-01"),
-        ] {
-            put_at(world, name, Stage::Reprotected, mt, ds);
-        }
-        for name in ["pg-01", "batch-01"] {
-            world
-                .machines
-                .get_mut(name)
-                .expect("exists")
-                .settings
-                .recovery = Some(Recovery::Alternate);
-        }
-    });
+    example.edit(everyone_reprotected);
     let (code, plan) = example.plan_json(&["--detailed-exitcode"]);
     assert_eq!(code, Some(0), "{plan:#}");
     assert!(changes(&plan).is_empty());
@@ -629,28 +633,7 @@ fn every_format_for_every_situation() {
             })
         }),
         ("no_changes", "reprotected", |example| {
-            example.edit(|world| {
-                for (name, mt, ds) in [
-                    ("dc-01", "mt-windows-01", "vsan-01"),
-                    ("dc-02", "mt-windows-01", "vsan-01"),
-                    ("sql-01", "mt-windows-01", "vsan-01"),
-                    ("sql-02", "mt-windows-01", "vsan-01"),
-                    ("pg-01", "mt-linux-01", "vmfs-ssd-01"),
-                    ("web-01", "mt-linux-01", "vsan-01"),
-                    ("web-02", "mt-linux-01", "vsan-01"),
-                    ("batch-01", "mt-linux-02", "vsan-01"),
-                ] {
-                    put_at(world, name, Stage::Reprotected, mt, ds);
-                }
-                for name in ["pg-01", "batch-01"] {
-                    world
-                        .machines
-                        .get_mut(name)
-                        .expect("exists")
-                        .settings
-                        .recovery = Some(Recovery::Alternate);
-                }
-            })
+            example.edit(everyone_reprotected)
         }),
     ];
     for (name, goal, setup) in scenarios {

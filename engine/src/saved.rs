@@ -79,6 +79,20 @@ pub struct ProviderRef {
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
+/// Parses a lifeboat JSON file far enough to know it is a JSON object, with the messages
+/// both the state and saved plans give for empty, truncated or non-object files.
+pub(crate) fn json_object(text: &str) -> Result<serde_json::Value, String> {
+    if text.trim().is_empty() {
+        return Err("the file is empty (truncated?)".to_string());
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e}); truncated?"))?;
+    if !value.is_object() {
+        return Err("the document is not a JSON object".to_string());
+    }
+    Ok(value)
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     let mut hex = String::with_capacity(64);
@@ -94,14 +108,8 @@ impl SavedPlan {
     /// State files and other JSON are recognised as foreign before the typed parse, so the
     /// message says what the file is instead of which field surprised the parser.
     pub fn from_json(text: &str) -> Result<SavedPlan, String> {
-        if text.trim().is_empty() {
-            return Err("the file is empty (truncated?)".to_string());
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e}); truncated?"))?;
-        let Some(object) = value.as_object() else {
-            return Err("the document is not a JSON object".to_string());
-        };
+        let value = crate::saved::json_object(text)?;
+        let object = value.as_object().expect("json_object returns an object");
         match object.get("kind").and_then(|k| k.as_str()) {
             Some(KIND) => {}
             Some(other) => return Err(format!("its `kind` is `{other}`, not `{KIND}`")),

@@ -113,14 +113,8 @@ impl State {
     /// adds where it came from). Saved plans and other lifeboat files are recognised and
     /// named, because "unknown field `kind`" would not tell anyone what went wrong.
     pub fn from_json(text: &str) -> Result<State, String> {
-        if text.trim().is_empty() {
-            return Err("the file is empty (truncated?)".to_string());
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e}); truncated?"))?;
-        let Some(object) = value.as_object() else {
-            return Err("the document is not a JSON object".to_string());
-        };
+        let value = crate::saved::json_object(text)?;
+        let object = value.as_object().expect("json_object returns an object");
         if object.get("kind").and_then(|k| k.as_str()) == Some(crate::saved::KIND) {
             return Err("this is a saved plan, not a state file".to_string());
         }

@@ -48,6 +48,9 @@ pub enum Command {
         /// Record in the saved plan that its `replace` changes (full resyncs) may be carried out.
         #[arg(long)]
         allow_replace: bool,
+        /// Record in the saved plan how many operations `apply` may run at once (default 10).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        parallelism: Option<u16>,
         /// How long to wait for the state lock, e.g. `30s`, `5m`; by default fail at once.
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
         lock_timeout: std::time::Duration,
@@ -63,9 +66,9 @@ pub enum Command {
         /// Carry out `replace` changes (full resyncs).
         #[arg(long)]
         allow_replace: bool,
-        /// Operations in flight at once.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
-        parallelism: u16,
+        /// Operations in flight at once [default: the saved plan's, else 10].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        parallelism: Option<u16>,
         /// `json`: newline-delimited events, one per line.
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
         format: DiagnosticFormat,

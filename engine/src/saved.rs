@@ -51,6 +51,9 @@ pub struct SavedPlan {
     /// The `--target` addresses the plan was limited to; empty: the whole estate.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Operations `apply` may run at once, as reviewed; `apply --parallelism` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<usize>,
     /// The plan itself, exactly as `plan --format json` printed it.
     pub output: PlanOutput,
 }
@@ -244,6 +247,7 @@ mod tests {
             goal: Goal::Reprotected,
             allow_replace: false,
             targets: Vec::new(),
+            parallelism: None,
             output: PlanOutput {
                 format_version: "1".to_string(),
                 lineage: Some(state.lineage.clone()),

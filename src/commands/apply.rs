@@ -41,7 +41,8 @@ pub struct ApplyArgs<'a> {
     pub target: &'a Path,
     pub auto_approve: bool,
     pub allow_replace: bool,
-    pub parallelism: usize,
+    /// `None`: the saved plan's, else 10.
+    pub parallelism: Option<usize>,
     pub format: DiagnosticFormat,
     pub lock_timeout: Duration,
     pub retry_deadline: Duration,
@@ -118,7 +119,10 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
 
     let allow_replace = args.allow_replace || saved.as_ref().is_some_and(|s| s.allow_replace);
     let options = ApplyOptions {
-        parallelism: args.parallelism,
+        parallelism: args
+            .parallelism
+            .or(saved.as_ref().and_then(|s| s.parallelism))
+            .unwrap_or(ApplyOptions::default().parallelism),
         retry: RetryPolicy {
             deadline: args.retry_deadline,
             ..RetryPolicy::default()

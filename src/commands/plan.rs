@@ -39,6 +39,7 @@ pub struct PlanArgs<'a> {
     pub out: Option<&'a Path>,
     pub refresh_only: bool,
     pub allow_replace: bool,
+    pub parallelism: Option<usize>,
     pub lock_timeout: Duration,
 }
 
@@ -193,6 +194,7 @@ fn save(
         goal: output.goal,
         allow_replace: args.allow_replace,
         targets: args.targets.to_vec(),
+        parallelism: args.parallelism,
         output: output.clone(),
     };
     let written = match out.parent() {

@@ -455,3 +455,52 @@ fn preflight_is_rechecked_right_before_each_operation() {
     // Refused by lifeboat, so the simulated service never saw it.
     assert_eq!(starts(&world(&example)).0.len(), 1);
 }
+
+#[test]
+fn a_saved_plan_carries_its_parallelism_to_apply() {
+    let example = Example::open_window("reprotected");
+    let saved = example.dir.path().join("serial.json");
+    let output = example
+        .lifeboat()
+        .args(["plan", "--parallelism", "1", "--out"])
+        .arg(&saved)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = example
+        .lifeboat()
+        .arg("apply")
+        .arg(&saved)
+        .args(["--format", "json"])
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut in_flight = 0;
+    for event in &events {
+        match event["event"].as_str() {
+            Some("started") => in_flight += 1,
+            Some("succeeded" | "failed") => in_flight -= 1,
+            _ => {}
+        }
+        assert!(
+            in_flight <= 1,
+            "more than one operation in flight: {events:?}"
+        );
+    }
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "succeeded").count(),
+        8
+    );
+}

@@ -5,12 +5,21 @@ mod cli;
 mod commands;
 mod render;
 
-use clap::Parser;
+use clap::Parser as _;
 
 use cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // clap exits 2 on a usage error, but 2 means "success with changes" under
+            // `--detailed-exitcode` (DESIGN.md §6): a typo in CI must not read as changes.
+            // Help and version requests are not errors.
+            return std::process::ExitCode::from(if error.use_stderr() { 1 } else { 0 });
+        }
+    };
     let exit = match cli.command {
         Command::Validate { plan, format } => commands::validate::run(&plan, format),
         Command::Diff { old, new, format } => commands::diff::run(&old, &new, format),

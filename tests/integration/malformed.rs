@@ -190,3 +190,14 @@ fn a_huge_generated_plan_validates() {
     std::fs::write(&path, &text).expect("write");
     lifeboat().arg("validate").arg(&path).assert().success();
 }
+
+#[test]
+fn a_usage_error_exits_1_not_2_which_means_changes() {
+    let output = lifeboat()
+        .args(["plan", "--detailed-exitcode", "--no-such-flag"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--no-such-flag"));
+    lifeboat().arg("--help").assert().success();
+}

@@ -159,6 +159,11 @@ pub enum SimCommand {
         /// The same seed always gives the same estate, byte for byte.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The link between the sites, in Gbit/s: a machine's reprotect takes as long as its
+        /// data needs on it (every disk for alternate-location recovery, a tenth of them as
+        /// changed blocks for original-location recovery).
+        #[arg(long, default_value_t = 1.0)]
+        link_gbps: f64,
         /// The folder for `lifeboat.yaml` and its world (`.lifeboat/world.yaml`).
         #[arg(long, default_value = ".")]
         out: PathBuf,

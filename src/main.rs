@@ -80,10 +80,12 @@ fn main() -> std::process::ExitCode {
                     master_targets,
                     boot_groups,
                     seed,
+                    link_gbps,
                     out,
                     force,
                 },
         } => commands::sim::generate(&commands::sim::Generate {
+            link_gbps,
             shape: lifeboat_engine::generate::EstateShape {
                 machines,
                 groups,

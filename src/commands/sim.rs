@@ -161,6 +161,7 @@ fn spec(plan: &Plan, validation: &Validation) -> InitSpec {
 #[derive(Debug, Clone, Copy)]
 pub struct Generate<'a> {
     pub shape: lifeboat_engine::generate::EstateShape,
+    pub link_gbps: f64,
     pub out: &'a Path,
     pub force: bool,
 }
@@ -189,5 +190,41 @@ pub fn generate(args: &Generate<'_>) -> Exit {
         args.shape.groups,
         args.shape.master_targets
     );
-    init(&plan_path, args.force, None)
+    match init(&plan_path, args.force, None) {
+        Exit::Success => with_durations(&args.out.join(".lifeboat/world.yaml"), args.link_gbps),
+        failed => failed,
+    }
+}
+
+/// Gives every machine of a generated world durations that follow its disks: a reprotect
+/// copies every disk for alternate-location recovery, about a tenth (the changed blocks) for
+/// original-location recovery; protecting again copies everything; a failback takes longer
+/// with more disks to attach.
+fn with_durations(world_path: &Path, link_gbps: f64) -> Exit {
+    const SETUP_S: f64 = 300.0;
+    let seconds_per_gib = 8.0 * 1.073_741_824 / link_gbps.max(0.001);
+    let mut world = match store::read(world_path) {
+        Ok(world) => world,
+        Err(error) => {
+            report_world_error(&error);
+            return Exit::Error;
+        }
+    };
+    for machine in world.machines.values_mut() {
+        let gib = machine.disks_gib.iter().sum::<u64>() as f64;
+        let changed = if machine.vmware_vm.exists { 0.1 } else { 1.0 };
+        machine.timing = lifeboat_provider_sim::world::MachineTiming {
+            reprotect_s: Some((SETUP_S + gib * changed * seconds_per_gib).round() as u64),
+            failback_s: Some(300 + 60 * u64::from(machine.disk_count())),
+            commit_s: Some(60),
+            reprotect_home_s: Some((SETUP_S + gib * seconds_per_gib).round() as u64),
+        };
+    }
+    match store::write(world_path, &world) {
+        Ok(_) => Exit::Success,
+        Err(error) => {
+            report_world_error(&error);
+            Exit::Error
+        }
+    }
 }

@@ -206,6 +206,7 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
                     disks_gib: m.disks_gib.clone(),
                     memory_gib: MEMORY_GIB,
                     settings: Settings::default(),
+                    timing: Default::default(),
                 },
             )
         })

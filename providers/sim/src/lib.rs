@@ -200,7 +200,12 @@ fn step(world: &mut World, now: Timestamp, request: &OperationRequest) -> Step {
         ));
         return Step::Done(Err(error));
     }
-    let ends_at = world::after(now, world.timing.real(world.timing.seconds(request.kind)));
+    let seconds = world
+        .machines
+        .get(&request.machine)
+        .and_then(|machine| machine.timing.seconds(request.kind))
+        .unwrap_or_else(|| world.timing.seconds(request.kind));
+    let ends_at = world::after(now, world.timing.real(seconds));
     world.history.push(entry(Event::Started, None, None));
     world.running.push(RunningOperation {
         id: request.id.clone(),

@@ -172,6 +172,40 @@ pub struct Machine {
     /// Filled in by reprotect.
     #[serde(default)]
     pub settings: Settings,
+    /// This machine's own durations, where they differ from `timing`: a reprotect copies up to
+    /// every disk, so a large machine takes longer than a small one.
+    #[serde(default, skip_serializing_if = "MachineTiming::is_empty")]
+    pub timing: MachineTiming,
+}
+
+/// Simulated seconds one machine's operations take; an absent value falls back to the
+/// world's `timing`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineTiming {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprotect_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprotect_home_s: Option<u64>,
+}
+
+impl MachineTiming {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn seconds(&self, kind: OperationKind) -> Option<u64> {
+        match kind {
+            OperationKind::Reprotect => self.reprotect_s,
+            OperationKind::Failback => self.failback_s,
+            OperationKind::Commit => self.commit_s,
+            OperationKind::ReprotectHome => self.reprotect_home_s,
+        }
+    }
 }
 
 impl Machine {

@@ -1,0 +1,388 @@
+//! URL paths (per `asr-api/paths.md`) and request bodies of the four operations, and the
+//! resolver that turns the plan's names into the ARM ids those bodies need.
+//!
+//! | lifeboat | ASR operation | body |
+//! |---|---|---|
+//! | `reprotect` | `ReplicationProtectedItems_Reprotect` (`reProtect`) | `ReverseReplicationInput`, `InMageReprotectInput` |
+//! | `failback` | `ReplicationProtectedItems_UnplannedFailover` | `UnplannedFailoverInput`, `InMageUnplannedFailoverInput` |
+//! | `commit` | `ReplicationProtectedItems_FailoverCommit` | none |
+//! | `reprotect-home` | `ReplicationProtectedItems_Reprotect` (`reProtect`) | `ReverseReplicationInput`, `InMageAzureV2ReprotectInput` |
+//!
+//! Failback is the *unplanned* failover because only `UnplannedFailoverProviderSpecificInput`
+//! has an `InMage` subtype (`InMageUnplannedFailoverInput`); the planned one has none in the
+//! 2026-05-01 definitions, so an InMage planned failover cannot be expressed.
+
+use serde_json::{Map, Value, json};
+
+use lifeboat_engine::provider::ReprotectSettings;
+
+use crate::arm::{Fabric, FabricSpecificDetails, MasterTargetServer, Policy, VMwareDetails};
+
+/// The vault every path starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vault {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+}
+
+impl Vault {
+    fn base(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.RecoveryServices/vaults/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+}
+
+/// `ReplicationProtectedItems_List` (vault-wide, paged by `nextLink`).
+pub fn protected_items_path(vault: &Vault, api_version: &str) -> String {
+    format!(
+        "{}/replicationProtectedItems?api-version={api_version}",
+        vault.base()
+    )
+}
+
+/// `ReplicationFabrics_List` (paged by `nextLink`).
+pub fn fabrics_path(vault: &Vault, api_version: &str) -> String {
+    format!(
+        "{}/replicationFabrics?api-version={api_version}",
+        vault.base()
+    )
+}
+
+/// `ReplicationvCenters_List` (vault-wide, paged by `nextLink`).
+pub fn vcenters_path(vault: &Vault, api_version: &str) -> String {
+    format!(
+        "{}/replicationvCenters?api-version={api_version}",
+        vault.base()
+    )
+}
+
+/// `ReplicationPolicies_List` (paged by `nextLink`).
+pub fn policies_path(vault: &Vault, api_version: &str) -> String {
+    format!(
+        "{}/replicationPolicies?api-version={api_version}",
+        vault.base()
+    )
+}
+
+/// `ReplicationJobs_Get`: how a long-running operation is followed (the job is ASR's id of
+/// the operation).
+pub fn job_path(vault: &Vault, job: &str, api_version: &str) -> String {
+    format!(
+        "{}/replicationJobs/{job}?api-version={api_version}",
+        vault.base()
+    )
+}
+
+/// Where a protected item is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedItemRef {
+    pub fabric: String,
+    pub container: String,
+    pub item: String,
+}
+
+impl ProtectedItemRef {
+    /// From an item's ARM `id`, which ASR returns with a capital `Subscriptions` segment; the
+    /// segment names are matched without regard to case for that reason.
+    pub fn from_id(id: &str) -> Option<Self> {
+        let segments: Vec<&str> = id.split('/').collect();
+        let after = |key: &str| {
+            segments
+                .iter()
+                .position(|segment| segment.eq_ignore_ascii_case(key))
+                .and_then(|at| segments.get(at + 1))
+                .map(|value| value.to_string())
+        };
+        Some(Self {
+            fabric: after("replicationFabrics")?,
+            container: after("replicationProtectionContainers")?,
+            item: after("replicationProtectedItems")?,
+        })
+    }
+
+    fn base(&self, vault: &Vault) -> String {
+        format!(
+            "{}/replicationFabrics/{}/replicationProtectionContainers/{}/replicationProtectedItems/{}",
+            vault.base(),
+            self.fabric,
+            self.container,
+            self.item
+        )
+    }
+}
+
+/// One request: method, path with query, and body (`None`: the operation takes none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: &'static str,
+    pub path: String,
+    pub body: Option<Value>,
+}
+
+/// The ids a failback reprotect needs, resolved from the fabric ([`Resolver::reprotect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InMageReprotect {
+    pub master_target_id: String,
+    pub process_server_id: String,
+    /// A `RetentionVolume.volumeName` of that master target.
+    pub retention_drive: String,
+    /// The failback (`InMage`) policy's ARM id.
+    pub profile_id: String,
+    /// A `DataStore.symbolicName` the master target sees.
+    pub datastore_name: Option<String>,
+}
+
+/// What the reprotect back to Azure sends. Every field of `InMageAzureV2ReprotectInput` is
+/// optional in the definitions; only the ones known are sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InMageAzureV2Reprotect {
+    pub process_server_id: Option<String>,
+    pub master_target_id: Option<String>,
+    pub policy_id: Option<String>,
+    pub storage_account_id: Option<String>,
+    pub log_storage_account_id: Option<String>,
+}
+
+/// `reprotect`: replication Azure → VMware (`failoverDirection: RecoveryToPrimary`).
+pub fn reprotect(
+    vault: &Vault,
+    item: &ProtectedItemRef,
+    ids: &InMageReprotect,
+    api_version: &str,
+) -> Request {
+    let mut details = json!({
+        "instanceType": "InMage",
+        "masterTargetId": ids.master_target_id,
+        "processServerId": ids.process_server_id,
+        "retentionDrive": ids.retention_drive,
+        "profileId": ids.profile_id,
+    });
+    if let (Some(datastore), Some(details)) = (&ids.datastore_name, details.as_object_mut()) {
+        details.insert("datastoreName".into(), json!(datastore));
+    }
+    Request {
+        method: "POST",
+        path: format!("{}/reProtect?api-version={api_version}", item.base(vault)),
+        body: Some(json!({
+            "properties": {
+                "failoverDirection": "RecoveryToPrimary",
+                "providerSpecificDetails": details,
+            }
+        })),
+    }
+}
+
+/// `failback`: the failover Azure → VMware, to the latest point in time. `sourceSiteOperations:
+/// Required` shuts the Azure VM down first, so nothing writes to it after the last change was
+/// shipped home.
+pub fn failback(vault: &Vault, item: &ProtectedItemRef, api_version: &str) -> Request {
+    Request {
+        method: "POST",
+        path: format!(
+            "{}/unplannedFailover?api-version={api_version}",
+            item.base(vault)
+        ),
+        body: Some(json!({
+            "properties": {
+                "failoverDirection": "RecoveryToPrimary",
+                "sourceSiteOperations": "Required",
+                "providerSpecificDetails": {
+                    "instanceType": "InMage",
+                    "recoveryPointType": "LatestTime",
+                },
+            }
+        })),
+    }
+}
+
+/// `commit`: `failoverCommit`, which takes no body.
+pub fn commit(vault: &Vault, item: &ProtectedItemRef, api_version: &str) -> Request {
+    Request {
+        method: "POST",
+        path: format!(
+            "{}/failoverCommit?api-version={api_version}",
+            item.base(vault)
+        ),
+        body: None,
+    }
+}
+
+/// `reprotect-home`: replication VMware → Azure again (`failoverDirection:
+/// PrimaryToRecovery`, `InMageAzureV2ReprotectInput`).
+pub fn reprotect_home(
+    vault: &Vault,
+    item: &ProtectedItemRef,
+    ids: &InMageAzureV2Reprotect,
+    api_version: &str,
+) -> Request {
+    let mut details = Map::new();
+    details.insert("instanceType".into(), json!("InMageAzureV2"));
+    for (key, value) in [
+        ("processServerId", &ids.process_server_id),
+        ("masterTargetId", &ids.master_target_id),
+        ("policyId", &ids.policy_id),
+        ("storageAccountId", &ids.storage_account_id),
+        ("logStorageAccountId", &ids.log_storage_account_id),
+    ] {
+        if let Some(value) = value {
+            details.insert(key.into(), json!(value));
+        }
+    }
+    Request {
+        method: "POST",
+        path: format!("{}/reProtect?api-version={api_version}", item.base(vault)),
+        body: Some(json!({
+            "properties": {
+                "failoverDirection": "PrimaryToRecovery",
+                "providerSpecificDetails": details,
+            }
+        })),
+    }
+}
+
+/// A name of the plan that does not resolve to an ARM id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no configuration server (`VMware` fabric) in the vault")]
+    NoConfigurationServer,
+    #[error("master target `{0}` is not registered with the configuration server")]
+    MasterTarget(String),
+    #[error("master target `{0}` has no id")]
+    MasterTargetWithoutId(String),
+    #[error("process server `{0}` is not registered with the configuration server")]
+    ProcessServer(String),
+    #[error("process server `{0}` has no id")]
+    ProcessServerWithoutId(String),
+    #[error("master target `{master_target}` has no retention volume `{drive}`")]
+    RetentionDrive {
+        master_target: String,
+        drive: String,
+    },
+    #[error("master target `{master_target}` sees no datastore `{datastore}`")]
+    Datastore {
+        master_target: String,
+        datastore: String,
+    },
+    #[error(
+        "`failback_policy: auto` needs exactly one `InMage` policy in the vault, found {0}; name the policy"
+    )]
+    AutoPolicy(usize),
+    #[error("failback policy `{0}` is not an `InMage` policy of the vault")]
+    Policy(String),
+}
+
+/// Resolves the plan's names against what the vault reports.
+///
+/// Names: master target = `MasterTargetServer.name`, process server =
+/// `ProcessServer.friendlyName`, retention drive = `RetentionVolume.volumeName`, datastore =
+/// `DataStore.symbolicName`, failback policy = the `InMage` policy's `name` or
+/// `friendlyName`, or with `auto` the only `InMage` policy (the one ASR created).
+#[derive(Debug, Clone, Copy)]
+pub struct Resolver<'a> {
+    cs: &'a VMwareDetails,
+    policies: &'a [Policy],
+}
+
+impl<'a> Resolver<'a> {
+    /// Uses the first `VMware` fabric: lifeboat drives one configuration server per vault.
+    pub fn new(fabrics: &'a [Fabric], policies: &'a [Policy]) -> Result<Self, ResolveError> {
+        let cs = fabrics
+            .iter()
+            .find_map(|fabric| match &fabric.properties.custom_details {
+                Some(FabricSpecificDetails::VMware(details)) => Some(details.as_ref()),
+                _ => None,
+            })
+            .ok_or(ResolveError::NoConfigurationServer)?;
+        Ok(Self { cs, policies })
+    }
+
+    pub fn master_target(&self, name: &str) -> Result<&'a MasterTargetServer, ResolveError> {
+        self.cs
+            .master_target_servers
+            .iter()
+            .find(|mt| mt.name.as_deref() == Some(name))
+            .ok_or_else(|| ResolveError::MasterTarget(name.to_string()))
+    }
+
+    pub fn process_server_id(&self, name: &str) -> Result<String, ResolveError> {
+        let ps = self
+            .cs
+            .process_servers
+            .iter()
+            .find(|ps| ps.friendly_name.as_deref() == Some(name))
+            .ok_or_else(|| ResolveError::ProcessServer(name.to_string()))?;
+        ps.id
+            .clone()
+            .ok_or_else(|| ResolveError::ProcessServerWithoutId(name.to_string()))
+    }
+
+    pub fn failback_policy_id(&self, policy: &str) -> Result<String, ResolveError> {
+        let inmage: Vec<&Policy> = self
+            .policies
+            .iter()
+            .filter(|p| {
+                p.properties
+                    .provider_specific_details
+                    .as_ref()
+                    .is_some_and(|d| d.instance_type == "InMage")
+            })
+            .collect();
+        let found = if policy == "auto" {
+            match inmage.as_slice() {
+                [only] => *only,
+                other => return Err(ResolveError::AutoPolicy(other.len())),
+            }
+        } else {
+            inmage
+                .into_iter()
+                .find(|p| {
+                    p.name.as_deref() == Some(policy)
+                        || p.properties.friendly_name.as_deref() == Some(policy)
+                })
+                .ok_or_else(|| ResolveError::Policy(policy.to_string()))?
+        };
+        found
+            .id
+            .clone()
+            .ok_or_else(|| ResolveError::Policy(policy.to_string()))
+    }
+
+    /// The ids of a failback reprotect. The retention drive and the datastore must be the
+    /// master target's own, as ASR refuses others only after the job has started.
+    pub fn reprotect(&self, settings: &ReprotectSettings) -> Result<InMageReprotect, ResolveError> {
+        let mt = self.master_target(&settings.master_target)?;
+        let master_target_id = mt
+            .id
+            .clone()
+            .ok_or_else(|| ResolveError::MasterTargetWithoutId(settings.master_target.clone()))?;
+        let has_drive =
+            mt.retention_volumes.iter().flatten().any(|volume| {
+                volume.volume_name.as_deref() == Some(settings.retention_drive.as_str())
+            });
+        if !has_drive {
+            return Err(ResolveError::RetentionDrive {
+                master_target: settings.master_target.clone(),
+                drive: settings.retention_drive.clone(),
+            });
+        }
+        let has_datastore = mt.data_stores.iter().flatten().any(|datastore| {
+            datastore.symbolic_name.as_deref() == Some(settings.datastore.as_str())
+        });
+        if !has_datastore {
+            return Err(ResolveError::Datastore {
+                master_target: settings.master_target.clone(),
+                datastore: settings.datastore.clone(),
+            });
+        }
+        Ok(InMageReprotect {
+            master_target_id,
+            process_server_id: self.process_server_id(&settings.process_server)?,
+            retention_drive: settings.retention_drive.clone(),
+            profile_id: self.failback_policy_id(&settings.failback_policy)?,
+            datastore_name: Some(settings.datastore.clone()),
+        })
+    }
+}

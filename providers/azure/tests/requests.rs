@@ -1,0 +1,404 @@
+//! Every request body the provider sends validates against `asr-api/definitions.json`, and
+//! the validator is strict enough to reject a broken one.
+
+mod common;
+
+use common::{definitions, example, fixture};
+use lifeboat_engine::model::Recovery;
+use lifeboat_engine::provider::ReprotectSettings;
+use lifeboat_provider_azure::DEFAULT_API_VERSION;
+use lifeboat_provider_azure::arm::{Fabric, Page, Policy};
+use lifeboat_provider_azure::requests::{
+    self, InMageAzureV2Reprotect, ProtectedItemRef, ResolveError, Resolver, Vault,
+};
+use serde_json::{Map, Value, json};
+
+/// The swagger 2.0 definitions as a JSON Schema (2020-12) rooted at `root`.
+///
+/// Swagger polymorphism has no JSON Schema meaning (`discriminator` is ignored by a
+/// validator), so each base with a `discriminator` becomes a dispatcher: `instanceType` must
+/// be one of the subtypes' `x-ms-discriminator-value`s, and the object must then match that
+/// subtype's definition. The subtypes' `allOf` point at a copy of the base (`NAME__base`) so
+/// the dispatch does not recurse. Every definition that is not such a base also gets
+/// `unevaluatedProperties: false`, so a misspelt or invented field is refused instead of being
+/// silently ignored as ASR would.
+fn schema_for(root: &str) -> Value {
+    let defs = definitions()["definitions"]
+        .as_object()
+        .expect("`definitions` is an object")
+        .clone();
+    let bases: Vec<String> = defs
+        .iter()
+        .filter(|(_, def)| def.get("discriminator").is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut out = Map::new();
+    for (name, def) in &defs {
+        let mut def = def.clone();
+        if let Some(all_of) = def.get_mut("allOf").and_then(Value::as_array_mut) {
+            for part in all_of {
+                if let Some(target) = part["$ref"].as_str()
+                    && let Some(base) = target.strip_prefix("#/definitions/")
+                    && bases.iter().any(|b| b == base)
+                {
+                    part["$ref"] = json!(format!("#/definitions/{base}__base"));
+                }
+            }
+        }
+        if def.get("properties").is_some() && !bases.contains(name) {
+            def["unevaluatedProperties"] = json!(false);
+        }
+        out.insert(name.clone(), def);
+    }
+    for base in &bases {
+        let subtypes: Vec<(String, String)> = defs
+            .iter()
+            .filter(|(_, def)| {
+                def["allOf"].as_array().is_some_and(|all_of| {
+                    all_of
+                        .iter()
+                        .any(|part| part["$ref"] == json!(format!("#/definitions/{base}")))
+                })
+            })
+            .filter_map(|(name, def)| {
+                def["x-ms-discriminator-value"]
+                    .as_str()
+                    .map(|value| (value.to_string(), name.clone()))
+            })
+            .collect();
+        if subtypes.is_empty() {
+            // No subtype kept in `definitions.json`: nothing to dispatch to, keep the base
+            // (and point the `__base` copy at it for the rewritten `allOf`s).
+            let original = out[base].clone();
+            out.insert(format!("{base}__base"), original);
+            continue;
+        }
+        let original = out.remove(base).expect("the base is a definition");
+        out.insert(format!("{base}__base"), original);
+        let dispatch: Vec<Value> = subtypes
+            .iter()
+            .map(|(value, name)| {
+                json!({
+                    "if": {"properties": {"instanceType": {"const": value}}, "required": ["instanceType"]},
+                    "then": {"$ref": format!("#/definitions/{name}")}
+                })
+            })
+            .collect();
+        let values: Vec<&String> = subtypes.iter().map(|(value, _)| value).collect();
+        out.insert(
+            base.clone(),
+            json!({
+                "type": "object",
+                "required": ["instanceType"],
+                "properties": {"instanceType": {"enum": values}},
+                "allOf": dispatch,
+            }),
+        );
+    }
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": format!("#/definitions/{root}"),
+        "definitions": out,
+    })
+}
+
+fn validator(root: &str) -> jsonschema::Validator {
+    jsonschema::validator_for(&schema_for(root))
+        .expect("the converted definitions are a valid schema")
+}
+
+fn errors(validator: &jsonschema::Validator, body: &Value) -> Vec<String> {
+    validator
+        .iter_errors(body)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect()
+}
+
+fn assert_valid(root: &str, body: &Value) {
+    let errors = errors(&validator(root), body);
+    assert!(
+        errors.is_empty(),
+        "not a valid `{root}`: {errors:#?}\n{body:#}"
+    );
+}
+
+fn assert_invalid(root: &str, body: &Value) {
+    assert!(
+        !validator(root).is_valid(body),
+        "a broken body passed as `{root}`: {body:#}"
+    );
+}
+
+fn vault() -> Vault {
+    Vault {
+        subscription_id: "00000000-0000-0000-0000-000000000001".into(),
+        resource_group: "rg-dr".into(),
+        name: "vault-dr".into(),
+    }
+}
+
+fn item() -> ProtectedItemRef {
+    ProtectedItemRef::from_id(
+        "/Subscriptions/s/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr/replicationFabrics/cs-fabric-1/replicationProtectionContainers/cloud_1/replicationProtectedItems/web-01-item",
+    )
+    .expect("an item id")
+}
+
+fn fabrics() -> Vec<Fabric> {
+    vec![serde_json::from_value(fixture("vmware_fabric.json")).expect("the fabric fixture")]
+}
+
+fn policies() -> Vec<Policy> {
+    let page: Page<Policy> = serde_json::from_value(fixture("policies.json")).expect("policies");
+    assert!(
+        page.next_link.is_some(),
+        "the fixture is a page with a next link"
+    );
+    page.value
+}
+
+fn settings() -> ReprotectSettings {
+    ReprotectSettings {
+        master_target: "mt-win-01".into(),
+        process_server: "ps-azure-01".into(),
+        datastore: "vsanDatastore".into(),
+        retention_drive: "R:".into(),
+        recovery: Recovery::Original,
+        failback_policy: "auto".into(),
+    }
+}
+
+fn reprotect_body() -> Value {
+    let (fabrics, policies) = (fabrics(), policies());
+    let resolver = Resolver::new(&fabrics, &policies).expect("a configuration server");
+    let ids = resolver
+        .reprotect(&settings())
+        .expect("resolvable settings");
+    requests::reprotect(&vault(), &item(), &ids, DEFAULT_API_VERSION)
+        .body
+        .expect("reprotect has a body")
+}
+
+#[test]
+fn reprotect_body_is_a_valid_inmage_reverse_replication_input() {
+    let body = reprotect_body();
+    assert_valid("ReverseReplicationInput", &body);
+    assert_eq!(
+        body,
+        json!({"properties": {
+            "failoverDirection": "RecoveryToPrimary",
+            "providerSpecificDetails": {
+                "instanceType": "InMage",
+                "masterTargetId": "MT-0001",
+                "processServerId": "PS-0001",
+                "retentionDrive": "R:",
+                "profileId": "/Subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr/replicationPolicies/policy-avs-failback",
+                "datastoreName": "vsanDatastore",
+            }
+        }})
+    );
+}
+
+#[test]
+fn the_validator_rejects_broken_reprotect_bodies() {
+    for field in [
+        "masterTargetId",
+        "processServerId",
+        "retentionDrive",
+        "profileId",
+    ] {
+        let mut body = reprotect_body();
+        body["properties"]["providerSpecificDetails"]
+            .as_object_mut()
+            .expect("details")
+            .remove(field);
+        assert_invalid("ReverseReplicationInput", &body);
+    }
+    // A field InMageReprotectInput does not have (a misspelling).
+    let mut body = reprotect_body();
+    body["properties"]["providerSpecificDetails"]["masterTargetID"] = json!("MT-0001");
+    assert_invalid("ReverseReplicationInput", &body);
+    // An instance type no subtype has.
+    let mut body = reprotect_body();
+    body["properties"]["providerSpecificDetails"]["instanceType"] = json!("Inmage");
+    assert_invalid("ReverseReplicationInput", &body);
+    // The InMage fields under the other provider's subtype.
+    let mut body = reprotect_body();
+    body["properties"]["providerSpecificDetails"]["instanceType"] = json!("InMageAzureV2");
+    assert_invalid("ReverseReplicationInput", &body);
+}
+
+#[test]
+fn failback_body_is_a_valid_inmage_unplanned_failover_input() {
+    let request = requests::failback(&vault(), &item(), DEFAULT_API_VERSION);
+    assert_eq!(request.method, "POST");
+    assert!(request.path.ends_with(
+        "/replicationProtectedItems/web-01-item/unplannedFailover?api-version=2026-05-01"
+    ));
+    let body = request.body.expect("a body");
+    assert_valid("UnplannedFailoverInput", &body);
+    assert_eq!(body["properties"]["failoverDirection"], "RecoveryToPrimary");
+    assert_eq!(
+        body["properties"]["providerSpecificDetails"]["recoveryPointType"],
+        "LatestTime"
+    );
+
+    let mut broken = body.clone();
+    broken["properties"]["providerSpecificDetails"]["recoveryPointType"] = json!("Latest");
+    assert_invalid("UnplannedFailoverInput", &broken);
+    assert_invalid("UnplannedFailoverInput", &json!({}));
+}
+
+#[test]
+fn commit_sends_no_body() {
+    let request = requests::commit(&vault(), &item(), DEFAULT_API_VERSION);
+    assert_eq!(request.method, "POST");
+    assert_eq!(
+        request.path,
+        "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr/replicationFabrics/cs-fabric-1/replicationProtectionContainers/cloud_1/replicationProtectedItems/web-01-item/failoverCommit?api-version=2026-05-01"
+    );
+    assert_eq!(request.body, None);
+}
+
+#[test]
+fn reprotect_home_body_is_a_valid_inmage_azure_v2_reverse_replication_input() {
+    let full = InMageAzureV2Reprotect {
+        process_server_id: Some("PS-0003".into()),
+        master_target_id: Some("MT-0003".into()),
+        policy_id: Some("/Subscriptions/s/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr/replicationPolicies/policy-avs".into()),
+        storage_account_id: None,
+        log_storage_account_id: Some("/subscriptions/s/resourceGroups/rg-dr/providers/Microsoft.Storage/storageAccounts/logs".into()),
+    };
+    for ids in [full, InMageAzureV2Reprotect::default()] {
+        let request = requests::reprotect_home(&vault(), &item(), &ids, DEFAULT_API_VERSION);
+        assert!(request.path.ends_with("/reProtect?api-version=2026-05-01"));
+        let body = request.body.expect("a body");
+        assert_valid("ReverseReplicationInput", &body);
+        assert_eq!(
+            body["properties"]["providerSpecificDetails"]["instanceType"],
+            "InMageAzureV2"
+        );
+        assert_eq!(body["properties"]["failoverDirection"], "PrimaryToRecovery");
+    }
+    // `retentionDrive` is an InMage field, not an InMageAzureV2 one.
+    let mut body = requests::reprotect_home(
+        &vault(),
+        &item(),
+        &InMageAzureV2Reprotect::default(),
+        DEFAULT_API_VERSION,
+    )
+    .body
+    .expect("a body");
+    body["properties"]["providerSpecificDetails"]["retentionDrive"] = json!("R:");
+    assert_invalid("ReverseReplicationInput", &body);
+}
+
+/// The conversion accepts what Microsoft's own examples send, so its strictness is not
+/// invented.
+#[test]
+fn the_validator_accepts_the_official_example_requests() {
+    for (file, parameter, root) in [
+        (
+            "ReplicationProtectedItems_Reprotect.json",
+            "reprotectInput",
+            "ReverseReplicationInput",
+        ),
+        (
+            "ReplicationProtectedItems_PlannedFailover.json",
+            "failoverInput",
+            "PlannedFailoverInput",
+        ),
+        (
+            "ReplicationProtectedItems_UnplannedFailover.json",
+            "failoverInput",
+            "UnplannedFailoverInput",
+        ),
+    ] {
+        let body = example(file)["parameters"][parameter].clone();
+        assert!(body.is_object(), "{file} has `{parameter}`");
+        assert_valid(root, &body);
+    }
+}
+
+#[test]
+fn paths_follow_paths_md() {
+    let vault = vault();
+    let base = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr";
+    let v = DEFAULT_API_VERSION;
+    assert_eq!(
+        requests::protected_items_path(&vault, v),
+        format!("{base}/replicationProtectedItems?api-version=2026-05-01")
+    );
+    assert_eq!(
+        requests::fabrics_path(&vault, v),
+        format!("{base}/replicationFabrics?api-version=2026-05-01")
+    );
+    assert_eq!(
+        requests::vcenters_path(&vault, v),
+        format!("{base}/replicationvCenters?api-version=2026-05-01")
+    );
+    assert_eq!(
+        requests::policies_path(&vault, v),
+        format!("{base}/replicationPolicies?api-version=2026-05-01")
+    );
+    assert_eq!(
+        requests::job_path(&vault, "job-1", v),
+        format!("{base}/replicationJobs/job-1?api-version=2026-05-01")
+    );
+    assert_eq!(
+        ProtectedItemRef::from_id("/subscriptions/s/resourceGroups/r"),
+        None
+    );
+}
+
+#[test]
+fn the_resolver_refuses_names_the_vault_does_not_have() {
+    let (fabrics, policies) = (fabrics(), policies());
+    let resolver = Resolver::new(&fabrics, &policies).expect("a configuration server");
+    let with = |change: fn(&mut ReprotectSettings)| {
+        let mut settings = settings();
+        change(&mut settings);
+        resolver.reprotect(&settings)
+    };
+    assert_eq!(
+        with(|s| s.master_target = "mt-nope".into()),
+        Err(ResolveError::MasterTarget("mt-nope".into()))
+    );
+    assert_eq!(
+        with(|s| s.process_server = "ps-nope".into()),
+        Err(ResolveError::ProcessServer("ps-nope".into()))
+    );
+    assert!(matches!(
+        with(|s| s.retention_drive = "Q:".into()),
+        Err(ResolveError::RetentionDrive { .. })
+    ));
+    assert!(matches!(
+        with(|s| s.datastore = "other".into()),
+        Err(ResolveError::Datastore { .. })
+    ));
+    assert_eq!(
+        with(|s| s.failback_policy = "policy-avs".into()),
+        Err(ResolveError::Policy("policy-avs".into()))
+    );
+    assert!(with(|s| s.failback_policy = "policy-avs-failback".into()).is_ok());
+
+    let two_inmage: Vec<Policy> = policies
+        .iter()
+        .cloned()
+        .chain(policies.iter().cloned().map(|mut p| {
+            p.properties.provider_specific_details =
+                Some(serde_json::from_value(json!({"instanceType": "InMage"})).expect("details"));
+            p
+        }))
+        .collect();
+    let resolver = Resolver::new(&fabrics, &two_inmage).expect("a configuration server");
+    assert_eq!(
+        resolver.failback_policy_id("auto"),
+        Err(ResolveError::AutoPolicy(3)),
+        "the original `InMage` policy and both copies"
+    );
+    assert_eq!(
+        Resolver::new(&[], &policies).err(),
+        Some(ResolveError::NoConfigurationServer)
+    );
+}

@@ -504,3 +504,43 @@ fn a_saved_plan_carries_its_parallelism_to_apply() {
         8
     );
 }
+
+/// Ctrl-C (SIGINT) stops new starts; what is in flight finishes and is recorded, so the state
+/// holds no pending operation, and running apply again finishes the job without repeating any.
+#[test]
+fn ctrl_c_stops_new_starts_and_keeps_the_state_whole() {
+    let example = Example::open_window("committed");
+    example.edit(|world| slow(world, 0.001)); // a reprotect takes 1.2 s
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .current_dir(example.dir.path())
+        .args(["apply", "--auto-approve", "--parallelism", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lifeboat starts");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("apply ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("interrupted: run `lifeboat apply` again"),
+        "{stdout}"
+    );
+    let state =
+        std::fs::read_to_string(example.dir.path().join(".lifeboat/state.json")).expect("state");
+    let state = lifeboat_engine::state::State::from_json(&state).expect("the state is valid");
+    assert!(
+        state.machines.values().all(|m| m.pending.is_none()),
+        "in-flight operations were recorded"
+    );
+
+    let (code, text) = apply(&example, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_converged(&example);
+    assert_nothing_ran_twice(&world(&example));
+}

@@ -511,7 +511,7 @@ fn a_saved_plan_carries_its_parallelism_to_apply() {
 fn ctrl_c_stops_new_starts_and_keeps_the_state_whole() {
     let example = Example::open_window("committed");
     example.edit(|world| slow(world, 0.001)); // a reprotect takes 1.2 s
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .current_dir(example.dir.path())
         .args(["apply", "--auto-approve", "--parallelism", "2"])
         .stdout(Stdio::piped())

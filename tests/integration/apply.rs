@@ -27,6 +27,13 @@ fn apply(example: &Example, extra: &[&str]) -> (Option<i32>, String) {
     (output.status.code(), text)
 }
 
+/// The NDJSON events of `apply --format json` (other lines, e.g. on stderr, are skipped).
+fn events(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
 fn world(example: &Example) -> World {
     lifeboat_provider_sim::store::read(&example.world_path()).expect("the world reads")
 }
@@ -143,10 +150,7 @@ fn a_permanent_fault_skips_its_dependents_only_and_a_second_apply_converges() {
     });
     let (code, text) = apply(&example, &["--format", "json"]);
     assert_eq!(code, Some(1), "{text}");
-    let events: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
+    let events = events(&text);
     let with = |kind: &str| -> Vec<String> {
         events
             .iter()
@@ -387,9 +391,8 @@ fn apply_takes_within_ten_percent_of_the_critical_path() {
 
     let (code, text) = apply(&example, &["--format", "json"]);
     assert_eq!(code, Some(0), "{text}");
-    let summary: serde_json::Value = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+    let summary: serde_json::Value = events(&text)
+        .into_iter()
         .find(|event| event["event"] == "summary")
         .expect("a summary event");
     let elapsed = summary["elapsed_ms"].as_f64().expect("elapsed_ms") / 1000.0;
@@ -419,10 +422,7 @@ fn preflight_is_rechecked_right_before_each_operation() {
     example.edit(|world| slow(world, 0.002)); // a reprotect takes 2.4 s
     let (code, text) = apply(&example, &["--parallelism", "1", "--format", "json"]);
     assert_eq!(code, Some(1), "{text}");
-    let events: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = events(&text);
     let succeeded = events.iter().filter(|e| e["event"] == "succeeded").count();
     assert_eq!(
         succeeded, 1,
@@ -483,10 +483,7 @@ fn a_saved_plan_carries_its_parallelism_to_apply() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = events(&String::from_utf8_lossy(&output.stdout));
     let mut in_flight = 0;
     for event in &events {
         match event["event"].as_str() {

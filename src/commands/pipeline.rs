@@ -33,7 +33,7 @@ pub struct Session {
 }
 
 /// Loads and validates a plan; invalid plans are reported here.
-pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan), Exit> {
+pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan, Validation), Exit> {
     let file = super::validate::read_plan(plan_path).map_err(|diagnostic| {
         let empty = SourceFile::new(plan_path.display().to_string(), plan_path, String::new());
         eprint!("{}", render_human(&[*diagnostic], &empty));
@@ -53,13 +53,13 @@ pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan), Exit> {
         );
         return Err(Exit::Error);
     }
-    Ok((file, plan))
+    Ok((file, plan, validation))
 }
 
 /// Opens a session: everything up to and including the refresh. `operation` names the
 /// command in the lock's owner information.
 pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result<Session, Exit> {
-    let (file, plan) = load_valid(plan_path)?;
+    let (file, plan, validation) = load_valid(plan_path)?;
     let backend = super::state::backend(plan_path, &plan);
     let lock = backend
         .lock(LockInfo::new(operation), lock_timeout)
@@ -95,7 +95,8 @@ pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result
         })?;
     let mut session = Session {
         file,
-        validation: validate::validate(&plan),
+        // Replaced by the refresh below, which knows the current master targets.
+        validation,
         plan,
         backend,
         state,

@@ -136,7 +136,11 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
     };
     let journal = Arc::new(StateJournal {
         backend: session.backend.clone(),
-        state: Mutex::new(session.state.clone()),
+        state: Mutex::new(Versioned {
+            state: session.state.clone(),
+            version: 0,
+        }),
+        written: tokio::sync::Mutex::new(0),
         preflight: Recheck {
             plan: session.plan.clone(),
             assignment: session.validation.assignment.clone(),
@@ -388,9 +392,17 @@ fn confirm(
 }
 
 /// The state as the write-ahead journal of the executor, and the per-operation preflight.
+///
+/// Writes are committed in groups: a change is made to the state in memory at once, and the
+/// caller then waits until a write that contains it is on disk. One write (with its fsync)
+/// at a time runs; the changes made meanwhile share the next one. One write per change made
+/// every operation wait for two fsyncs in a queue of all the others, so an apply of many
+/// short operations was bound by the disk's flush latency, not by the operations.
 struct StateJournal {
     backend: LocalBackend,
-    state: Mutex<State>,
+    state: Mutex<Versioned>,
+    /// Held by the one write in progress; the version of the state on disk.
+    written: tokio::sync::Mutex<u64>,
     /// Each machine's stage when the apply started, for machines new to the state.
     stages: HashMap<String, Stage>,
     preflight: Recheck,
@@ -430,20 +442,49 @@ impl Recheck {
     }
 }
 
+/// The state in memory, and how many changes it has had since the apply started.
+struct Versioned {
+    state: State,
+    version: u64,
+}
+
 impl StateJournal {
-    fn update(
+    /// Changes the state, and returns once a write that contains the change is on disk.
+    async fn update(
         &self,
         change: impl FnOnce(&mut State) -> Result<bool, String>,
     ) -> Result<(), String> {
-        // A poisoned lock means a panic elsewhere mid-update; the state value itself is
-        // only replaced whole, so it is still consistent.
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if change(&mut state)? {
-            self.backend.write(&state).map_err(|e| e.to_string())?;
+        let mine = {
+            // A poisoned lock means a panic elsewhere mid-update; every change either
+            // returns an error before touching the state or completes, so it is consistent.
+            let mut current = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !change(&mut current.state)? {
+                return Ok(());
+            }
+            current.version += 1;
+            current.version
+        };
+        let mut written = self.written.lock().await;
+        if *written >= mine {
+            // Another task's write, made while this one waited, already holds the change.
+            return Ok(());
         }
+        let (snapshot, version) = {
+            let current = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (current.state.clone(), current.version)
+        };
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || backend.write(&snapshot))
+            .await
+            .map_err(|e| format!("the state write was interrupted: {e}"))?
+            .map_err(|e| e.to_string())?;
+        *written = version;
         Ok(())
     }
 }
@@ -478,6 +519,7 @@ impl Journal for StateJournal {
                 )
                 .map_err(|e| e.to_string())
         })
+        .await
     }
 
     async fn after(
@@ -496,6 +538,7 @@ impl Journal for StateJournal {
             }
             .map_err(|e| e.to_string())
         })
+        .await
     }
 }
 

@@ -42,9 +42,9 @@ const MAX_POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct SimProvider {
     path: PathBuf,
-    /// Serialises this process's transactions on the world, and holds the parsed-world cache
-    /// they share (see [`store::ParsedCache`]).
-    gate: Arc<tokio::sync::Mutex<store::ParsedCache>>,
+    /// Serialises this process's transactions on the world, groups them, and holds the
+    /// parsed-world cache they share (see [`store::Gate`]).
+    gate: Arc<store::Gate>,
 }
 
 impl SimProvider {
@@ -56,7 +56,7 @@ impl SimProvider {
         // Parse once now so a bad world is reported before anything runs; the parsed world
         // stays in the cache for the first transaction. When another task of this process is
         // in a transaction on the world, check it without the cache rather than wait.
-        match gate.try_lock() {
+        match gate.cache.try_lock() {
             Ok(mut cache) => {
                 store::read_cached(&path, &mut cache)?;
             }
@@ -76,25 +76,77 @@ impl SimProvider {
         self.transact(|world, _| world.clone()).await
     }
 
-    /// One transaction on the world: settle what has finished, then `change`.
+    /// One transaction on the world: settle what has finished, then `change`. It is queued,
+    /// and committed together with whatever else this process queued meanwhile (group commit,
+    /// see [`store`]); the result comes back once the world holding it is written.
     async fn transact<R: Send + 'static>(
         &self,
         change: impl FnOnce(&mut World, Timestamp) -> R + Send + 'static,
     ) -> Result<R, ProviderError> {
-        let mut cache = self.gate.clone().lock_owned().await;
-        let path = self.path.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            store::transact_blocking(&path, &mut cache, |world| {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.gate.enqueue(Box::new(Pending {
+            change: Some(change),
+            result: None,
+            reply,
+        }));
+        let mut cache = self.gate.cache.clone().lock_owned().await;
+        // Another task may have committed this transaction in its group while this one waited
+        // for the mutex; then there is nothing to do but read the answer.
+        let group = self.gate.take();
+        if !group.is_empty() {
+            let path = self.path.clone();
+            tokio::task::spawn_blocking(move || {
                 let now = Timestamp(jiff::Timestamp::now());
-                settle(world, now);
-                change(world, now)
+                store::commit_group(&path, &mut cache, now, settle, group);
             })
-        })
-        .await
-        .map_err(|e| {
-            ProviderError::permanent(None, format!("the world transaction was interrupted: {e}"))
-        })?;
-        result.map_err(world_error)
+            .await
+            .map_err(|e| {
+                ProviderError::permanent(
+                    None,
+                    format!("the world transaction was interrupted: {e}"),
+                )
+            })?;
+        } else {
+            drop(cache);
+        }
+        match answer.await {
+            Ok(result) => result.map_err(world_error),
+            Err(_) => Err(ProviderError::permanent(
+                None,
+                "the world transaction was interrupted before it was committed",
+            )),
+        }
+    }
+}
+
+/// A queued [`SimProvider::transact`]: the change, then its result until the write is known.
+struct Pending<F, R> {
+    change: Option<F>,
+    result: Option<R>,
+    reply: tokio::sync::oneshot::Sender<Result<R, WorldError>>,
+}
+
+impl<F, R> store::Transaction for Pending<F, R>
+where
+    F: FnOnce(&mut World, Timestamp) -> R + Send,
+    R: Send,
+{
+    fn apply(&mut self, world: &mut World, now: Timestamp) {
+        if let Some(change) = self.change.take() {
+            self.result = Some(change(world, now));
+        }
+    }
+
+    fn finish(self: Box<Self>, written: Result<(), WorldError>) {
+        let answer = match (written, self.result) {
+            (Ok(()), Some(result)) => Ok(result),
+            (Err(error), _) => Err(error),
+            (Ok(()), None) => Err(WorldError::Serialise(
+                "a transaction was committed without running".to_string(),
+            )),
+        };
+        // The caller may have gone away (its task was cancelled); nothing is waiting then.
+        let _ = self.reply.send(answer);
     }
 }
 

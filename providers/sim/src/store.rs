@@ -6,6 +6,13 @@
 //! and write the result to a temporary file in the same directory that is renamed over the
 //! world. A reader therefore sees the old world or the new one, never half of either, and a
 //! process killed mid-write leaves the old world intact.
+//!
+//! The transactions of one process are committed in groups ([`Gate`]): whoever holds the
+//! mutex runs every transaction queued by then in one read-modify-write, and each caller
+//! learns its result only once the write that contains it is on disk. Rewriting the whole file
+//! costs time in proportion to the world, so one write per transaction made an apply of many
+//! short operations quadratic; grouped, the writes per second are bounded by the write's own
+//! cost and concurrent operations share them.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -15,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use lifeboat_engine::SourceFile;
 use lifeboat_engine::diagnostic::Diagnostic;
+use lifeboat_engine::model::Timestamp;
 
 use crate::world::{self, World};
 
@@ -57,9 +65,8 @@ fn first_message(diagnostics: &[Diagnostic]) -> String {
 }
 
 /// The async mutex of each world file in this process, keyed by its absolute path.
-pub(crate) fn gate(path: &Path) -> Arc<tokio::sync::Mutex<ParsedCache>> {
-    static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<ParsedCache>>>>> =
-        OnceLock::new();
+pub(crate) fn gate(path: &Path) -> Arc<Gate> {
+    static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<Gate>>>> = OnceLock::new();
     let key = std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf());
@@ -151,6 +158,96 @@ pub(crate) fn lock(path: &Path) -> Result<FileLock, WorldError> {
         .map_err(lock_error)?;
     file.lock().map_err(lock_error)?;
     Ok(FileLock(file))
+}
+
+/// One transaction waiting for its group: it runs on the world, and then learns whether the
+/// write that holds its change succeeded.
+pub(crate) trait Transaction: Send {
+    fn apply(&mut self, world: &mut World, now: Timestamp);
+    fn finish(self: Box<Self>, written: Result<(), WorldError>);
+}
+
+/// The process-wide entry to one world: the parsed-world cache, held by the task that is
+/// committing a group, and the transactions queued for the next group.
+#[derive(Default)]
+pub(crate) struct Gate {
+    pub(crate) cache: Arc<tokio::sync::Mutex<ParsedCache>>,
+    queue: Mutex<Vec<Box<dyn Transaction>>>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    pub(crate) fn enqueue(&self, transaction: Box<dyn Transaction>) {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(transaction);
+    }
+
+    /// Everything queued so far; called by the holder of `cache`.
+    pub(crate) fn take(&self) -> Vec<Box<dyn Transaction>> {
+        std::mem::take(
+            &mut *self
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// Commits one group at time `now`: one read-modify-write in which `before` runs first (settling what has
+/// finished), then every transaction in queue order. Each transaction is told the outcome of
+/// the write; a group that could not be read is refused as a whole.
+pub(crate) fn commit_group(
+    path: &Path,
+    cache: &mut ParsedCache,
+    now: Timestamp,
+    before: impl FnOnce(&mut World, Timestamp),
+    mut group: Vec<Box<dyn Transaction>>,
+) {
+    let outcome = transact_blocking(path, cache, |world| {
+        before(world, now);
+        for transaction in &mut group {
+            transaction.apply(world, now);
+        }
+    });
+    for transaction in group {
+        transaction.finish(match &outcome {
+            Ok(()) => Ok(()),
+            Err(error) => Err(error.duplicate()),
+        });
+    }
+}
+
+impl WorldError {
+    /// The same error for another waiter of a failed group (`io::Error` is not `Clone`).
+    fn duplicate(&self) -> Self {
+        let io = |source: &std::io::Error| std::io::Error::new(source.kind(), source.to_string());
+        match self {
+            Self::Read { path, source } => Self::Read {
+                path: path.clone(),
+                source: io(source),
+            },
+            Self::Write { path, source } => Self::Write {
+                path: path.clone(),
+                source: io(source),
+            },
+            Self::Lock { path, source } => Self::Lock {
+                path: path.clone(),
+                source: io(source),
+            },
+            Self::Invalid { file, diagnostics } => Self::Invalid {
+                file: file.clone(),
+                diagnostics: diagnostics.clone(),
+            },
+            Self::Serialise(message) => Self::Serialise(message.clone()),
+        }
+    }
 }
 
 /// The last world a provider read or wrote, keyed by the exact bytes of the file.

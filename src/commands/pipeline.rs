@@ -43,7 +43,15 @@ pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan, Validation), Ex
         eprint!("{}", render_human(&[*diagnostic], &file));
         Exit::Error
     })?;
+    // The world of a large simulated estate takes longer to parse than the plan takes to
+    // validate: start on it now, on the other core.
+    let warming = super::provider::warm_up(plan_path, &plan);
     let validation = validate::validate(&plan);
+    if let Some(warming) = warming {
+        // The warm-up only fills the provider's cache; its errors are reported when the
+        // provider is opened for real.
+        let _ = warming.join();
+    }
     if validation.has_errors() {
         eprint!("{}", render_human(&validation.diagnostics, &file));
         eprintln!(

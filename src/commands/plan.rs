@@ -11,6 +11,7 @@
 //! changes nothing else: the state is written only at creation.
 
 use std::collections::HashSet;
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -124,10 +125,16 @@ fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
             print!("{}", render_plan::render_human(&output));
         }
         OutputFormat::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&output).expect("plan output is plain data")
-            );
+            // Streamed: the JSON plan of a large estate is megabytes, not worth building whole.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = serde_json::to_writer_pretty(&mut out, &output)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
+                .and_then(|()| out.flush());
+            if let Err(error) = written {
+                eprintln!("error: cannot write the plan: {error}");
+                return Err(Exit::Error);
+            }
         }
         OutputFormat::Markdown => {
             print!(

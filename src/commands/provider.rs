@@ -16,6 +16,21 @@ pub fn world_path(plan_path: &Path, world: &Spanned<String>) -> PathBuf {
     dir.join(&world.value)
 }
 
+/// Starts parsing the `sim` world in the background, so that [`open`] finds it parsed. The sim
+/// keeps one parsed world per file for the whole process, keyed by the file's exact bytes, so
+/// a warm-up can never hand out a world that changed since.
+pub fn warm_up(plan_path: &Path, plan: &Plan) -> Option<std::thread::JoinHandle<()>> {
+    let ProviderConfig::Sim(config) = &plan.provider.value else {
+        return None;
+    };
+    let path = world_path(plan_path, &config.world);
+    path.is_file().then(|| {
+        std::thread::spawn(move || {
+            let _ = SimProvider::open(&path);
+        })
+    })
+}
+
 /// A provider ready to use, or the report of why not (already printed).
 pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<SimProvider, ()> {
     let config = match &plan.provider.value {

@@ -58,7 +58,7 @@ impl SimProvider {
         // in a transaction on the world, check it without the cache rather than wait.
         match gate.cache.try_lock() {
             Ok(mut cache) => {
-                store::read_cached(&path, &mut cache)?;
+                store::load(&path, &mut cache)?;
             }
             Err(_) => {
                 store::read(&path)?;
@@ -73,7 +73,36 @@ impl SimProvider {
 
     /// Reads the world as it is now (completions that are due applied).
     pub async fn world(&self) -> Result<World, ProviderError> {
-        self.transact(|world, _| world.clone()).await
+        self.read(|world, _| world.clone()).await
+    }
+
+    /// A look at the world that changes nothing, without copying it. When something has to
+    /// be settled first (an operation's end time has passed), it becomes a transaction.
+    async fn read<R: Send + 'static>(
+        &self,
+        look: impl FnOnce(&World, Timestamp) -> R + Send + 'static,
+    ) -> Result<R, ProviderError> {
+        let mut cache = self.gate.cache.clone().lock_owned().await;
+        let path = self.path.clone();
+        let looked = tokio::task::spawn_blocking(move || {
+            store::read_blocking(&path, &mut cache, |world| {
+                let now = Timestamp(jiff::Timestamp::now());
+                if needs_settling(world, now) {
+                    Err(look)
+                } else {
+                    Ok(look(world, now))
+                }
+            })
+        })
+        .await
+        .map_err(|e| {
+            ProviderError::permanent(None, format!("reading the world was interrupted: {e}"))
+        })?
+        .map_err(world_error)?;
+        match looked {
+            Ok(result) => Ok(result),
+            Err(look) => self.transact(move |world, now| look(world, now)).await,
+        }
     }
 
     /// One transaction on the world: settle what has finished, then `change`. It is queued,
@@ -152,6 +181,11 @@ where
 
 fn world_error(error: WorldError) -> ProviderError {
     ProviderError::permanent(Some("world".to_string()), error.to_string())
+}
+
+/// Whether [`settle`] would change the world.
+fn needs_settling(world: &World, now: Timestamp) -> bool {
+    world.failed_over_at.is_none() || world.running.iter().any(|op| op.ends_at <= now)
 }
 
 /// Applies every running operation whose end time has passed, in the order they end.
@@ -288,7 +322,7 @@ impl Provider for SimProvider {
 
     async fn refresh(&self, request: &RefreshRequest) -> Result<Facts, ProviderError> {
         let request = request.clone();
-        self.transact(move |world, now| facts(world, now, &request))
+        self.read(move |world, now| facts(world, now, &request))
             .await
     }
 
@@ -315,7 +349,7 @@ impl Provider for SimProvider {
 
     async fn status(&self, id: &OperationId) -> Result<OperationStatus, ProviderError> {
         let id = id.clone();
-        self.transact(move |world, _| status_of(world, &id)).await
+        self.read(move |world, _| status_of(world, &id)).await
     }
 }
 

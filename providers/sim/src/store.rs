@@ -262,43 +262,46 @@ pub(crate) struct ParsedCache {
     world: Option<World>,
 }
 
-impl ParsedCache {
-    fn get(&self, bytes: &[u8]) -> Option<World> {
-        self.world.as_ref().filter(|_| self.bytes == bytes).cloned()
-    }
-
-    fn put(&mut self, bytes: Vec<u8>, world: &World) {
-        self.bytes = bytes;
-        self.world = Some(world.clone());
-    }
-}
-
-/// Reads the world through the cache.
-pub(crate) fn read_cached(path: &Path, cache: &mut ParsedCache) -> Result<World, WorldError> {
+/// Reads the world through the cache: parsed only when the file's bytes changed, and lent,
+/// not copied, to the caller.
+pub(crate) fn load<'c>(path: &Path, cache: &'c mut ParsedCache) -> Result<&'c World, WorldError> {
     let bytes = std::fs::read(path).map_err(|source| WorldError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    if let Some(world) = cache.get(&bytes) {
-        return Ok(world);
-    }
-    let text = String::from_utf8(bytes).map_err(|e| WorldError::Read {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "the file is not valid UTF-8 (first invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
+    if cache.world.is_none() || cache.bytes != bytes {
+        cache.world = None;
+        let text = String::from_utf8(bytes).map_err(|e| WorldError::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the file is not valid UTF-8 (first invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
             ),
-        ),
-    })?;
-    let file = SourceFile::new(path.display().to_string(), path, text);
-    let world = world::parse(&file).map_err(|diagnostics| WorldError::Invalid {
-        file: Box::new(file.clone()),
-        diagnostics,
-    })?;
-    cache.put(file.text().as_bytes().to_vec(), &world);
-    Ok(world)
+        })?;
+        let file = SourceFile::new(path.display().to_string(), path, text);
+        let world = world::parse(&file).map_err(|diagnostics| WorldError::Invalid {
+            file: Box::new(file.clone()),
+            diagnostics,
+        })?;
+        cache.bytes = file.text().as_bytes().to_vec();
+        cache.world = Some(world);
+    }
+    cache.world.as_ref().ok_or_else(|| {
+        WorldError::Serialise("the parsed world went missing from the cache".to_string())
+    })
+}
+
+/// A look at the world that changes nothing: no file lock (writes replace the file whole, so a
+/// reader sees one world or the next) and no copy.
+pub(crate) fn read_blocking<T>(
+    path: &Path,
+    cache: &mut ParsedCache,
+    look: impl FnOnce(&World) -> T,
+) -> Result<T, WorldError> {
+    Ok(look(load(path, cache)?))
 }
 
 /// One read-modify-write of the world under both locks. The world is written only when the
@@ -310,7 +313,7 @@ pub(crate) fn transact_blocking<R>(
     change: impl FnOnce(&mut World) -> R,
 ) -> Result<R, WorldError> {
     let _lock = lock(path)?;
-    let mut world = read_cached(path, cache)?;
+    let mut world = load(path, cache)?.clone();
     let result = change(&mut world);
     if cache.world.as_ref() != Some(&world) {
         let text = write(path, &world)?;

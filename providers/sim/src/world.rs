@@ -20,6 +20,8 @@ use schemars::JsonSchema;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod split;
+
 /// The simulated estate.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -459,6 +461,14 @@ pub fn schema() -> schemars::Schema {
 /// Parses a world file: a syntax or type error is one diagnostic, then every dangling
 /// reference is reported at once. Codes are `world::*`; labels point into the world file.
 pub fn parse(file: &SourceFile) -> Result<World, Vec<Diagnostic>> {
+    if let Some(world) = split::parse(file) {
+        return Ok(world);
+    }
+    parse_whole(file)
+}
+
+/// [`parse`] in one piece, on one core.
+pub(crate) fn parse_whole(file: &SourceFile) -> Result<World, Vec<Diagnostic>> {
     let world: World =
         load::parse_document(file, "world", load::Duplicates::Reject).map_err(|diagnostic| {
             let mut diagnostic = *diagnostic;
@@ -483,7 +493,7 @@ pub fn parse(file: &SourceFile) -> Result<World, Vec<Diagnostic>> {
 }
 
 /// Every reference in the world must name an entry that exists.
-fn references(world: &World) -> Vec<Diagnostic> {
+pub(crate) fn references(world: &World) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut dangling =
         |reference: &Spanned<String>, what: &str, known: &mut dyn Iterator<Item = &String>| {

@@ -4,6 +4,8 @@
 //! error (DESIGN.md §4: "a syntax or type error is one diagnostic"). Everything after loading
 //! reports all problems at once.
 
+pub mod split;
+
 use serde_saphyr::{DuplicateKeyPolicy, Error as YamlError};
 
 use crate::diagnostic::{Diagnostic, codes, did_you_mean};
@@ -36,7 +38,35 @@ pub(crate) fn yaml_options(duplicates: Duplicates) -> serde_saphyr::Options {
 /// Parses a plan file. On failure the diagnostic is `plan::syntax` when the text is not YAML
 /// at all, `plan::schema` when it is YAML but not a plan.
 pub fn load_plan(file: &SourceFile) -> Result<Plan, Box<Diagnostic>> {
+    if let Some(plan) = load_plan_in_halves(file) {
+        return Ok(plan);
+    }
     parse_document(file, "plan", Duplicates::PassThrough)
+}
+
+/// The second half of a plan's `machines` (see [`split`]).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanMachines {
+    machines: crate::Spanned<crate::model::NamedMap<crate::model::Machine>>,
+}
+
+/// [`load_plan`] on two cores, for a large plan; `None` leaves it to the whole parse.
+fn load_plan_in_halves(file: &SourceFile) -> Option<Plan> {
+    let (mut plan, rest, cut) = split::parse_in_halves::<Plan, PlanMachines>(
+        file,
+        "plan",
+        Duplicates::PassThrough,
+        "machines",
+    )?;
+    // The section's own span stays the first half's: the parser marks where a mapping
+    // starts, which is where the first half's starts.
+    let machines = &mut plan.machines;
+    for (name, machine) in rest.machines.value.into_entries() {
+        machines.value.push(name, machine);
+    }
+    // Every entry line became an entry (duplicates included: the plan reports them later).
+    (machines.value.len() == cut.entries).then_some(plan)
 }
 
 /// What the parser does with a key that appears twice in one mapping.

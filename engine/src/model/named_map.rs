@@ -61,6 +61,11 @@ impl<T> NamedMap<T> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
+    /// The entries, in order, duplicates included.
+    pub fn into_entries(self) -> impl Iterator<Item = (Spanned<String>, Spanned<T>)> {
+        self.entries.into_iter()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -1,28 +1,16 @@
-//! Parsing a large world on two cores.
-//!
-//! A world of 10,000 machines is about 5 MB of YAML, and parsing it was most of what `plan`
-//! spent (BENCHMARKS.md); YAML parsing is sequential, but the machines of a world are
-//! independent entries of one mapping. So the file is parsed as two documents at once: one
-//! with the second half of the `machines` entries blanked out, one with everything but them
-//! (and the `machines:` line) blanked out. Blanking replaces every byte but line breaks with a
-//! space, so both documents have the file's exact byte offsets and line numbers: every span
-//! in the result points into the real file.
-//!
-//! This is only a fast path. It is taken when the file has the shape lifeboat writes (a
-//! top-level `machines:` line followed by indented entries); any doubt, any error, any
-//! duplicate across the halves, and [`parse`] answers `None` so that the caller parses the
-//! file whole, which reports problems exactly as before.
+//! Parsing a large world on two cores (see [`lifeboat_engine::load::split`]): the world's
+//! `machines` are parsed in two halves at once, then merged and checked. Anything the halves
+//! cannot settle for certain (a duplicate across them, a dangling reference, an entry that did
+//! not become a machine) leaves the file to the whole parse, which reports it as before.
 
 use std::collections::BTreeMap;
 
 use lifeboat_engine::SourceFile;
-use lifeboat_engine::load::{self, Duplicates};
+use lifeboat_engine::load::Duplicates;
+use lifeboat_engine::load::split::parse_in_halves;
 use serde::Deserialize;
 
 use super::{Machine, World, references};
-
-/// Below this size one core parses the file faster than two threads can start.
-const MIN_BYTES: usize = 1 << 20;
 
 /// The second half: only the machines.
 #[derive(Deserialize)]
@@ -31,162 +19,15 @@ struct MachinesOnly {
     machines: BTreeMap<String, Machine>,
 }
 
-/// Where the `machines` section is, and where to cut it.
-#[derive(Debug, PartialEq, Eq)]
-struct Cut {
-    /// The end of the `machines:` line (after its line break).
-    header_end: usize,
-    /// The first byte of the entry that starts the second half.
-    at: usize,
-    /// The end of the section: the start of the next top-level key, or the end of the text.
-    end: usize,
-    /// How many entries the section has.
-    entries: usize,
-}
-
 pub(super) fn parse(file: &SourceFile) -> Option<World> {
-    let text = file.text();
-    if text.len() < MIN_BYTES
-        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get) < 2
-    {
-        return None;
-    }
-    let cut = find_cut(text)?;
-    let first = SourceFile::new(
-        file.name(),
-        file.path(),
-        blank(text, std::iter::once(cut.at..cut.end)),
-    );
-    let second = SourceFile::new(
-        file.name(),
-        file.path(),
-        blank(
-            text,
-            [
-                0..cut.header_end - "machines:\n".len(),
-                cut.header_end..cut.at,
-                cut.end..text.len(),
-            ],
-        ),
-    );
-    let (world, rest) = std::thread::scope(|scope| {
-        let rest = scope.spawn(|| {
-            load::parse_document::<MachinesOnly>(&second, "world", Duplicates::Reject).ok()
-        });
-        let world = load::parse_document::<World>(&first, "world", Duplicates::Reject).ok();
-        (world, rest.join().ok().flatten())
-    });
-    let (mut world, rest) = (world?, rest?);
+    let (mut world, rest, cut) =
+        parse_in_halves::<World, MachinesOnly>(file, "world", Duplicates::Reject, "machines")?;
     for (name, machine) in rest.machines {
         if world.machines.insert(name, machine).is_some() {
             return None;
         }
     }
     (world.machines.len() == cut.entries && references(&world).is_empty()).then_some(world)
-}
-
-/// `text` with every byte in `ranges` but line breaks replaced by a space.
-fn blank(text: &str, ranges: impl IntoIterator<Item = std::ops::Range<usize>>) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    for range in ranges {
-        for byte in &mut bytes[range] {
-            if *byte != b'\n' {
-                *byte = b' ';
-            }
-        }
-    }
-    // Only ASCII was written, over whole ranges; a range that split a character would leave
-    // invalid UTF-8, which `from_utf8` refuses rather than this function guessing.
-    String::from_utf8(bytes).unwrap_or_default()
-}
-
-/// Finds the `machines` section and the entry nearest the point that gives both halves the
-/// same number of bytes to parse.
-fn find_cut(text: &str) -> Option<Cut> {
-    let header_end = if text.starts_with("machines:\n") {
-        "machines:\n".len()
-    } else {
-        text.find("\nmachines:\n")? + "\nmachines:\n".len()
-    };
-    // A second top-level `machines:` line is not a shape this fast path understands.
-    if text[header_end - 1..].contains("\nmachines:\n") {
-        return None;
-    }
-    let mut entries = Vec::new();
-    let mut indent = None;
-    let mut end = text.len();
-    let mut offset = header_end;
-    for line in text[header_end..].split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let content = line.trim_start_matches(' ');
-        if content.trim().is_empty() || content.starts_with('#') {
-            continue;
-        }
-        let spaces = line.len() - content.len();
-        if spaces == 0 {
-            end = start;
-            break;
-        }
-        let indent = *indent.get_or_insert(spaces);
-        if spaces == indent {
-            if content.starts_with(['-', '?', '\t']) {
-                return None;
-            }
-            entries.push(start);
-        } else if spaces < indent {
-            return None;
-        }
-    }
-    if entries.len() < 2 {
-        return None;
-    }
-    let target = end.saturating_sub(text.len() / 2);
-    let nearest = entries.partition_point(|&entry| entry < target);
-    let index = nearest.clamp(1, entries.len() - 1);
-    Some(Cut {
-        header_end,
-        at: entries[index],
-        end,
-        entries: entries.len(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_section_and_cuts_at_an_entry() {
-        let text = "a: 1\nmachines:\n  m1:\n    os: linux\n  m2:\n    os: linux\n  # note\n  m3:\n    os: linux\ntiming: {}\n";
-        let cut = find_cut(text).expect("a cut");
-        assert_eq!(cut.entries, 3);
-        assert_eq!(&text[..cut.header_end], "a: 1\nmachines:\n");
-        assert!(text[cut.at..].starts_with("  m"));
-        assert!(text[cut.end..].starts_with("timing:"));
-    }
-
-    #[test]
-    fn refuses_shapes_it_does_not_understand() {
-        assert_eq!(
-            find_cut("machines: {m1: {os: linux}, m2: {os: linux}}\n"),
-            None
-        );
-        assert_eq!(find_cut("machines:\n  m1:\n    os: linux\n"), None);
-        assert_eq!(
-            find_cut("machines:\n  m1: {}\n  m2: {}\nx: 1\nmachines:\n  m3: {}\n"),
-            None
-        );
-        assert_eq!(find_cut("machines:\n- m1\n- m2\n"), None);
-    }
-
-    #[test]
-    fn blanking_keeps_every_offset() {
-        let text = "ab\ncd\nef\n";
-        let blanked = blank(text, std::iter::once(1..7));
-        assert_eq!(blanked, "a \n  \n f\n");
-        assert_eq!(blanked.len(), text.len());
-    }
 }
 
 /// The fast path must give exactly what one parse gives: the same world (spans included) for
@@ -238,7 +79,11 @@ mod equivalence {
     #[test]
     fn a_large_world_parses_the_same_in_two_halves() {
         let text = world_text(4000);
-        assert!(text.len() > super::MIN_BYTES, "{} bytes", text.len());
+        assert!(
+            text.len() > lifeboat_engine::load::split::MIN_BYTES,
+            "{} bytes",
+            text.len()
+        );
         let split = super::parse(&file(text.clone())).expect("the fast path is taken");
         let whole = parse_whole(&file(text)).expect("a valid world");
         assert_eq!(split.machines.len(), 4000);

@@ -1,6 +1,8 @@
-//! Load + validate of generated estates (DESIGN.md §9: 10,000 machines well under 300 ms).
+//! Load, and load + validate, of generated estates of 1,000, 10,000 and 100,000 machines
+//! (DESIGN.md §9: 10,000 machines well under 300 ms; nothing quadratic).
 //!
-//! Run with `cargo bench -p lifeboat-engine --bench validate`. Figures go to BENCHMARKS.md.
+//! Run with `cargo bench -p lifeboat-engine --bench validate`. Figures go to BENCHMARKS.md;
+//! peak memory per size comes from `cargo bench --bench scale` (fresh processes).
 
 use std::hint::black_box;
 
@@ -31,17 +33,44 @@ fn shapes() -> Vec<(&'static str, EstateShape)> {
                 ..bar
             },
         ),
+        (
+            "100k-valid",
+            EstateShape {
+                machines: 100_000,
+                groups: 10_000,
+                master_targets: 4_800,
+                ..bar
+            },
+        ),
     ]
 }
 
 fn bench(c: &mut Criterion) {
+    let files: Vec<_> = shapes()
+        .into_iter()
+        .map(|(name, shape)| {
+            let text = plan_yaml(&shape);
+            (
+                name,
+                shape.machines,
+                SourceFile::new("bench.yaml", "bench.yaml", text),
+            )
+        })
+        .collect();
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10);
+    for (name, machines, file) in &files {
+        group.throughput(Throughput::Elements(*machines as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), file, |b, file| {
+            b.iter(|| black_box(load::load_plan(file).expect("generated plans load")))
+        });
+    }
+    group.finish();
     let mut group = c.benchmark_group("load+validate");
-    group.sample_size(20);
-    for (name, shape) in shapes() {
-        let text = plan_yaml(&shape);
-        group.throughput(Throughput::Elements(shape.machines as u64));
-        let file = SourceFile::new("bench.yaml", "bench.yaml", text);
-        group.bench_with_input(BenchmarkId::from_parameter(name), &file, |b, file| {
+    group.sample_size(10);
+    for (name, machines, file) in &files {
+        group.throughput(Throughput::Elements(*machines as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), file, |b, file| {
             b.iter(|| {
                 let plan = load::load_plan(file).expect("generated plans load");
                 black_box(validate::validate(&plan).diagnostics.len())

@@ -16,13 +16,13 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lifeboat_engine::SourceFile;
 use lifeboat_engine::diagnostic::Diagnostic;
 use lifeboat_engine::model::Timestamp;
+use lifeboat_engine::state::local::write_atomically;
 
 use crate::world::{self, World};
 
@@ -91,44 +91,15 @@ pub fn read(path: &Path) -> Result<World, WorldError> {
     })
 }
 
-/// Writes a world atomically: a temporary file beside it, flushed, then renamed over it.
+/// Writes a world atomically (see [`write_atomically`]): a reader sees the old world or the
+/// new one, never half of either.
 pub fn write(path: &Path, world: &World) -> Result<String, WorldError> {
     let text = world::to_yaml(world).map_err(WorldError::Serialise)?;
-    let write_error = |source| WorldError::Write {
+    write_atomically(path, text.as_bytes()).map_err(|source| WorldError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
-    // A temporary file is private (0600); the world keeps the permissions it had, and a new
-    // world gets the usual ones, so that renaming does not silently lock other readers out.
-    let permissions = match std::fs::metadata(path) {
-        Ok(metadata) => Some(metadata.permissions()),
-        Err(_) => default_permissions(),
-    };
-    if let Some(permissions) = permissions {
-        temp.as_file()
-            .set_permissions(permissions)
-            .map_err(write_error)?;
-    }
-    temp.write_all(text.as_bytes()).map_err(write_error)?;
-    temp.as_file().sync_all().map_err(write_error)?;
-    temp.persist(path).map_err(|e| write_error(e.error))?;
+    })?;
     Ok(text)
-}
-
-#[cfg(unix)]
-fn default_permissions() -> Option<std::fs::Permissions> {
-    use std::os::unix::fs::PermissionsExt;
-    Some(std::fs::Permissions::from_mode(0o644))
-}
-
-#[cfg(not(unix))]
-fn default_permissions() -> Option<std::fs::Permissions> {
-    None
 }
 
 /// The lock file beside a world: `world.yaml` → `world.yaml.lock`.

@@ -458,16 +458,38 @@ async fn items(app: &App, path: &str, query: &HashMap<String, String>) -> Respon
     }
 }
 
-/// The body as JSON, refused with the ARM error when it is missing or malformed.
-fn json_body(body: &Bytes, action: &str, input: &str) -> Result<Value, Response> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid("/", format!("`{action}` needs a `{input}` body")));
-    }
-    serde_json::from_slice(body)
-        .map_err(|error| invalid("/", format!("the body is not JSON: {error}")))
+/// A request body refused with `InvalidRequestContent`: the JSON pointer and what is wrong.
+struct Invalid {
+    pointer: String,
+    message: String,
 }
 
-fn validate(validator: &jsonschema::Validator, body: &Value, input: &str) -> Result<(), Response> {
+impl Invalid {
+    fn new(pointer: &str, message: impl std::fmt::Display) -> Self {
+        Self {
+            pointer: pointer.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn response(&self) -> Response {
+        invalid(&self.pointer, &self.message)
+    }
+}
+
+/// The body as JSON, refused with the ARM error when it is missing or malformed.
+fn json_body(body: &Bytes, action: &str, input: &str) -> Result<Value, Invalid> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Invalid::new(
+            "/",
+            format!("`{action}` needs a `{input}` body"),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| Invalid::new("/", format!("the body is not JSON: {error}")))
+}
+
+fn validate(validator: &jsonschema::Validator, body: &Value, input: &str) -> Result<(), Invalid> {
     let Some(error) = validator.iter_errors(body).next() else {
         return Ok(());
     };
@@ -477,7 +499,10 @@ fn validate(validator: &jsonschema::Validator, body: &Value, input: &str) -> Res
     } else {
         pointer
     };
-    Err(invalid(&pointer, format!("not a valid `{input}`: {error}")))
+    Err(Invalid::new(
+        &pointer,
+        format!("not a valid `{input}`: {error}"),
+    ))
 }
 
 const DETAILS: &str = "/properties/providerSpecificDetails";
@@ -488,7 +513,7 @@ fn reprotect(
     world: &World,
     machine: &str,
     body: &Value,
-) -> Result<(OperationKind, Option<ReprotectSettings>), Response> {
+) -> Result<(OperationKind, Option<ReprotectSettings>), Invalid> {
     let props = &body["properties"];
     let details = &props["providerSpecificDetails"];
     let direction = props["failoverDirection"].as_str();
@@ -503,13 +528,13 @@ fn reprotect(
             } else {
                 "PrimaryToRecovery"
             };
-            return Err(invalid(
+            return Err(Invalid::new(
                 "/properties/failoverDirection",
                 format!("a `{kind}` reprotect needs `failoverDirection: {want}`"),
             ));
         }
         (Some(other), _) => {
-            return Err(invalid(
+            return Err(Invalid::new(
                 &format!("{DETAILS}/instanceType"),
                 format!(
                     "`{other}` is not a VMware failback provider; use `InMage` or `InMageAzureV2`"
@@ -517,7 +542,7 @@ fn reprotect(
             ));
         }
         (None, _) => {
-            return Err(invalid(
+            return Err(Invalid::new(
                 DETAILS,
                 "`providerSpecificDetails` with an `instanceType` is required",
             ));
@@ -530,7 +555,7 @@ fn reprotect(
         .find(|name| render::master_target_id(name) == field("masterTargetId"))
         .cloned()
         .ok_or_else(|| {
-            invalid(
+            Invalid::new(
                 &format!("{DETAILS}/masterTargetId"),
                 format!("no master target has the id `{}`", field("masterTargetId")),
             )
@@ -541,7 +566,7 @@ fn reprotect(
         .find(|name| render::process_server_id(name) == field("processServerId"))
         .cloned()
         .ok_or_else(|| {
-            invalid(
+            Invalid::new(
                 &format!("{DETAILS}/processServerId"),
                 format!(
                     "no process server has the id `{}`",
@@ -551,7 +576,7 @@ fn reprotect(
         })?;
     let profile = field("profileId");
     if !profile.eq_ignore_ascii_case(&app.vault().policy_id(render::FAILBACK_POLICY)) {
-        return Err(invalid(
+        return Err(Invalid::new(
             &format!("{DETAILS}/profileId"),
             format!("`{profile}` is not the id of an `InMage` policy of this vault"),
         ));
@@ -563,7 +588,7 @@ fn reprotect(
             .and_then(|vm| vm.datastore.as_ref())
             .map(|ds| ds.value.clone())
             .ok_or_else(|| {
-                invalid(
+                Invalid::new(
                     &format!("{DETAILS}/datastoreName"),
                     format!(
                         "`{machine}` has no VMware VM whose datastore could be reused; name one"
@@ -616,7 +641,7 @@ async fn start(
                 .and_then(|b| reprotect(&app, &world, machine, &b));
             match parsed {
                 Ok(parsed) => parsed,
-                Err(response) => return response,
+                Err(refused) => return refused.response(),
             }
         }
         "unplannedfailover" => {
@@ -637,7 +662,7 @@ async fn start(
                         "a failback needs `failoverDirection: RecoveryToPrimary`",
                     );
                 }
-                Err(response) => return response,
+                Err(refused) => return refused.response(),
             }
         }
         "failovercommit" => (OperationKind::Commit, None),

@@ -7,7 +7,8 @@
 //! subtype's definition. The subtypes' `allOf` point at a copy of the base (`NAME__base`) so
 //! the dispatch does not recurse. Every definition that is not such a base also gets
 //! `unevaluatedProperties: false`, so a misspelt or invented field is refused instead of being
-//! silently ignored. (The same conversion as `providers/azure/tests/requests.rs`; the emulator
+//! silently ignored, except in a definition others extend through `allOf` (`Resource`), whose
+//! extensions refuse unknown fields themselves. (The same conversion as `providers/azure/tests/requests.rs`; the emulator
 //! keeps its own copy so that neither side is tested against the other's code.)
 
 use std::sync::OnceLock;
@@ -38,6 +39,16 @@ pub fn schema_for(definitions: &Value, root: &str, extra: &[(&str, Value)]) -> V
         .filter(|(_, def)| def.get("discriminator").is_some())
         .map(|(name, _)| name.clone())
         .collect();
+    // Definitions that others extend through `allOf` (`Resource`, `ProxyResource`) must not
+    // refuse the extending definition's fields: the extending one refuses unknown fields,
+    // and sees the parent's as evaluated.
+    let parents: Vec<String> = defs
+        .values()
+        .filter_map(|def| def["allOf"].as_array())
+        .flatten()
+        .filter_map(|part| part["$ref"].as_str()?.strip_prefix("#/definitions/"))
+        .map(str::to_string)
+        .collect();
     let mut out = Map::new();
     for (name, def) in &defs {
         let mut def = def.clone();
@@ -51,7 +62,7 @@ pub fn schema_for(definitions: &Value, root: &str, extra: &[(&str, Value)]) -> V
                 }
             }
         }
-        if def.get("properties").is_some() && !bases.contains(name) {
+        if def.get("properties").is_some() && !bases.contains(name) && !parents.contains(name) {
             def["unevaluatedProperties"] = json!(false);
         }
         out.insert(name.clone(), def);

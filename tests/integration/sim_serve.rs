@@ -51,7 +51,8 @@ fn sim_serve_prints_the_ready_line_and_issues_tokens() {
         stdout.read_line(&mut line).expect("the settings");
         rest.push(line);
     }
-    let cert = dir.path().join("world.yaml.serve.pem");
+    let cert = std::fs::canonicalize(dir.path().join("world.yaml.serve.pem"))
+        .expect("the certificate is written next to the world");
     assert!(
         rest.iter()
             .any(|l| l.trim_end() == format!("export AZURE_AUTHORITY_HOST={url}")),

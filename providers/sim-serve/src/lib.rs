@@ -188,11 +188,12 @@ impl Server {
              # the plan's provider block:\n\
              # provider:\n\
              #   azure:\n\
-             #     subscription: {sub}\n\
+             #     subscription_id: {sub}\n\
              #     resource_group: {rg}\n\
              #     vault: {vault}\n\
-             #     endpoint: {url}\n\
-             #     api_version: {API_VERSION}\n",
+             #     resource_manager_endpoint: {url}\n\
+             #     api_version: \"{API_VERSION}\"\n\
+             #     credential: client-secret\n",
             url = self.url(),
             cert = self.cert_path.display(),
             sub = v.subscription,
@@ -232,6 +233,8 @@ pub async fn serve(config: Config) -> Result<Server, ServeError> {
         path: cert_path.clone(),
         error,
     })?;
+    // Absolute, so that the printed `SSL_CERT_FILE` works from any directory.
+    let cert_path = std::fs::canonicalize(&cert_path).unwrap_or(cert_path);
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
         certified.signing_key.serialize_der(),
     ));

@@ -895,3 +895,77 @@ async fn the_response_validator_refuses_invented_fields() {
             .is_valid(&broken)
     );
 }
+
+#[tokio::test]
+async fn a_second_job_on_a_busy_item_is_409_conflict() {
+    let f = start(|t| t.replace("scale: 0.0", "scale: 0.002"), |_| {}).await;
+    let token = f.token().await;
+    let body = reprotect_body(None).to_string();
+    let first = f
+        .post(
+            &token,
+            &f.arm(&format!("{ITEM}/item-dc-01/reProtect")),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let second = f
+        .post(
+            &token,
+            &f.arm(&format!("{ITEM}/item-dc-01/failoverCommit")),
+            None,
+        )
+        .await;
+    assert!(header(&second, "retry-after").is_some());
+    assert_arm_error(second, StatusCode::CONFLICT, "conflict").await;
+}
+
+#[tokio::test]
+async fn a_restart_loses_the_jobs_but_not_the_estate() {
+    let f = start(|t| t, |c| c.retry_after = 0).await;
+    let token = f.token().await;
+    let body = reprotect_body(None).to_string();
+    let response = f
+        .post(
+            &token,
+            &f.arm(&format!("{ITEM}/item-dc-01/reProtect")),
+            Some(&body),
+        )
+        .await;
+    let job = follow(&f, &token, response, LroHeaders::Both).await;
+    let Fixture {
+        _dir,
+        world,
+        server,
+        client,
+    } = f;
+    server.shutdown().await;
+    let server = lifeboat_sim_serve::serve(Config::new(&world))
+        .await
+        .expect("the server starts again");
+    let pem = std::fs::read(server.cert_path()).expect("the new certificate");
+    let client = {
+        drop(client);
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+            .build()
+            .expect("a client")
+    };
+    let f = Fixture {
+        _dir,
+        world,
+        server,
+        client,
+    };
+    let token = f.token().await;
+    let response = f
+        .get(&token, &f.arm(&format!("/replicationJobs/{job}")))
+        .await;
+    assert_arm_error(response, StatusCode::NOT_FOUND, "ResourceNotFound").await;
+    let item = f
+        .get_json(&token, &f.arm(&format!("{ITEM}/item-dc-01")))
+        .await;
+    assert_eq!(stage_per_docs(&item), Stage::Reprotected);
+}

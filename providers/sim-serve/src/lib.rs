@@ -224,9 +224,12 @@ pub async fn serve(config: Config) -> Result<Server, ServeError> {
         SimProvider::open(&config.world).map_err(|e| ServeError::World(e.to_string()))?;
     let schemas = api::Schemas::new().map_err(ServeError::Definitions)?;
 
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let certified = rcgen::generate_simple_self_signed(vec![
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "localhost".to_string(),
+    ])
+    .map_err(|e| ServeError::Tls(e.to_string()))?;
     let cert_pem = certified.cert.pem();
     let cert_path = config.cert_path();
     std::fs::write(&cert_path, &cert_pem).map_err(|error| ServeError::Certificate {

@@ -969,3 +969,57 @@ async fn a_restart_loses_the_jobs_but_not_the_estate() {
         .await;
     assert_eq!(stage_per_docs(&item), Stage::Reprotected);
 }
+
+#[tokio::test]
+async fn ipv6_loopback_is_served_with_a_matching_certificate() {
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        return; // No IPv6 loopback on this machine: nothing to check.
+    };
+    drop(probe);
+    let f = start(|t| t, |c| c.listen = "[::1]:0".parse().expect("an address")).await;
+    assert!(
+        f.server.url().starts_with("https://[::1]:"),
+        "{}",
+        f.server.url()
+    );
+    f.token().await;
+}
+
+/// Shutting down mid-operation leaves a readable world in which the operation still ends.
+#[tokio::test]
+async fn a_shutdown_mid_operation_leaves_the_operation_in_the_world() {
+    // A reprotect of 1,200 simulated seconds takes 2.4 s here.
+    let f = start(|t| t.replace("scale: 0.0", "scale: 0.002"), |_| {}).await;
+    let token = f.token().await;
+    let body = reprotect_body(None).to_string();
+    let started = std::time::Instant::now();
+    let response = f
+        .post(
+            &token,
+            &f.arm(&format!("{ITEM}/item-dc-01/reProtect")),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let Fixture {
+        _dir,
+        world,
+        server,
+        client,
+    } = f;
+    drop(client);
+    server.shutdown().await;
+    let during = store::read(&world).expect("the world reads after the shutdown");
+    if started.elapsed() < Duration::from_secs(2) {
+        assert_eq!(during.running.len(), 1, "the reprotect is still running");
+    }
+    let provider = lifeboat_provider_sim::SimProvider::open(&world).expect("the world opens");
+    for _ in 0..100 {
+        let now = provider.world().await.expect("the world settles");
+        if now.machines["dc-01"].stage == Stage::Reprotected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the reprotect never finished in the world");
+}

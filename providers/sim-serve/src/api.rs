@@ -268,7 +268,7 @@ async fn arm(
                     StatusCode::TOO_MANY_REQUESTS,
                     "TooManyRequests",
                     format!(
-                        "the request is throttled (every {every}th request is); retry after 1 second"
+                        "the request is throttled (`--throttle-every {every}`); retry after 1 second"
                     ),
                 ),
                 1,

@@ -145,6 +145,44 @@ pub enum SimCommand {
         #[arg(long, value_name = "WORLD")]
         from: Option<PathBuf>,
     },
+    /// Serve a world as the Azure Site Recovery REST API (and an OAuth token endpoint) over
+    /// HTTPS on loopback, to rehearse the `azure` provider without Azure.
+    ///
+    /// Prints `listening on https://127.0.0.1:PORT` first, then the settings to export, and
+    /// runs until interrupted (SIGINT or SIGTERM), then exits 0. See docs/azure.md.
+    Serve {
+        /// The world file to serve; operations change it as the `sim` provider would.
+        #[arg(long)]
+        world: PathBuf,
+        /// A loopback address; port 0 picks a free port (the first line says which).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// Where to write the generated certificate (PEM) [default: `<world>.serve.pem`].
+        #[arg(long, value_name = "FILE")]
+        cert_out: Option<PathBuf>,
+        /// Items per page of every list.
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+        /// Seconds sent as `Retry-After` with every 202.
+        #[arg(long, default_value_t = 1, value_name = "S")]
+        retry_after: u64,
+        /// Long-running-operation headers of a 202: `both`, `async` (Azure-AsyncOperation),
+        /// `location`, or `rotate` (the three in turn).
+        #[arg(long, default_value = "both")]
+        lro_headers: lifeboat_sim_serve::LroHeaders,
+        /// Seconds an access token is valid.
+        #[arg(long, default_value_t = 3600, value_name = "SECS")]
+        token_lifetime: u64,
+        /// Answer every Nth ARM request with 429 Too Many Requests.
+        #[arg(long, value_name = "N")]
+        throttle_every: Option<u64>,
+        #[arg(long, default_value = "00000000-0000-0000-0000-000000000000")]
+        subscription: String,
+        #[arg(long, default_value = "rg-lifeboat")]
+        resource_group: String,
+        #[arg(long, default_value = "vault-lifeboat")]
+        vault: String,
+    },
     /// Write a large, realistic estate (a plan and its world) for benchmarks and rehearsals.
     Generate {
         #[arg(long, default_value_t = 1_000)]

@@ -74,6 +74,36 @@ fn main() -> std::process::ExitCode {
         } => commands::sim::init(&plan, force, from.as_deref()),
         Command::Sim {
             command:
+                cli::SimCommand::Serve {
+                    world,
+                    listen,
+                    cert_out,
+                    page_size,
+                    retry_after,
+                    lro_headers,
+                    token_lifetime,
+                    throttle_every,
+                    subscription,
+                    resource_group,
+                    vault,
+                },
+        } => commands::sim::serve(lifeboat_sim_serve::Config {
+            listen,
+            cert_out,
+            page_size,
+            retry_after,
+            lro_headers,
+            token_lifetime: std::time::Duration::from_secs(token_lifetime),
+            throttle_every,
+            vault: lifeboat_sim_serve::Vault {
+                subscription,
+                resource_group,
+                name: vault,
+            },
+            ..lifeboat_sim_serve::Config::new(world)
+        }),
+        Command::Sim {
+            command:
                 cli::SimCommand::Generate {
                     machines,
                     groups,

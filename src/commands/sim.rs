@@ -228,3 +228,63 @@ fn with_durations(world_path: &Path, link_gbps: f64) -> Exit {
         }
     }
 }
+
+/// `lifeboat sim serve`: serve the world as the ASR REST API until SIGINT or SIGTERM.
+pub fn serve(mut config: lifeboat_sim_serve::Config) -> Exit {
+    use std::io::Write;
+
+    // The secret comes from the environment only, never from a flag (it would show in `ps`).
+    config.client_secret = std::env::var(lifeboat_sim_serve::SECRET_ENV)
+        .ok()
+        .filter(|secret| !secret.is_empty());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return Exit::Error;
+        }
+    };
+    runtime.block_on(async {
+        let server = match lifeboat_sim_serve::serve(config).await {
+            Ok(server) => server,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Exit::Error;
+            }
+        };
+        let mut stdout = std::io::stdout().lock();
+        // A closed stdout must not stop the server: whoever started it may not read on.
+        let _ = stdout.write_all(server.ready_lines().as_bytes());
+        let _ = stdout.flush();
+        drop(stdout);
+        shutdown_signal().await;
+        server.shutdown().await;
+        Exit::Success
+    })
+}
+
+/// SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -8,6 +8,7 @@ mod malformed;
 mod plan;
 mod preflight;
 mod schemas;
+mod sim_serve;
 mod sim_world;
 mod state;
 mod util;

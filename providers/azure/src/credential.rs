@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientOptions, Transport};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use azure_identity::{
     AzureCliCredential, ClientSecretCredential, ClientSecretCredentialOptions,
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, WorkloadIdentityCredential,
@@ -147,6 +147,14 @@ impl Credential {
     fn client_options(&self) -> ClientOptions {
         ClientOptions {
             transport: Some(self.transport.clone()),
+            // azure_identity's default retries for a minute; a token endpoint that does not
+            // answer within a few tries is better reported than waited for.
+            retry: RetryOptions::exponential(ExponentialRetryOptions {
+                initial_delay: azure_core::time::Duration::milliseconds(200),
+                max_retries: 3,
+                max_total_elapsed: azure_core::time::Duration::seconds(15),
+                max_delay: azure_core::time::Duration::seconds(5),
+            }),
             ..ClientOptions::default()
         }
     }
@@ -294,14 +302,14 @@ impl TokenSource for Credential {
                     }
                     return Ok(token);
                 }
-                Err(reason) => tried.push(format!("{kind}: {reason}")),
+                Err(reason) => tried.push(format!("`{kind}`: {reason}")),
             }
         }
         Err(ProviderError::permanent(
             Some("CredentialUnavailable".to_string()),
             if self.pinned {
                 format!(
-                    "no ARM token from the pinned credential {}",
+                    "the pinned credential gave no ARM token: {}",
                     tried.join("; ")
                 )
             } else {

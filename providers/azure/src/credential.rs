@@ -106,6 +106,8 @@ pub struct Credential {
     chosen: Mutex<Option<(CredentialKind, Arc<dyn TokenCredential>)>>,
     /// Values that must never appear in a message (the client secret, issued tokens).
     redact: Mutex<Vec<String>>,
+    /// Held while the chain is walked, so requests sent at once walk it once.
+    walking: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Credential {
@@ -141,6 +143,7 @@ impl Credential {
             transport: Transport::new(Arc::new(http)),
             chosen: Mutex::new(None),
             redact: Mutex::new(redact),
+            walking: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -267,6 +270,14 @@ impl Credential {
 impl TokenSource for Credential {
     async fn token(&self, scope: &str, refresh: bool) -> Result<Token, ProviderError> {
         let chosen = self.chosen.lock().ok().and_then(|c| c.clone());
+        if chosen.is_none() {
+            let _walking = self.walking.lock().await;
+            let chosen = self.chosen.lock().ok().and_then(|c| c.clone());
+            if chosen.is_none() {
+                return self.walk(scope).await;
+            }
+        }
+        let chosen = self.chosen.lock().ok().and_then(|c| c.clone());
         if let Some((kind, credential)) = chosen {
             let credential = if refresh {
                 // A fresh instance has an empty cache, so it asks the token endpoint again.
@@ -285,6 +296,13 @@ impl TokenSource for Credential {
                 .await
                 .map_err(|reason| auth_error(kind, &reason));
         }
+        self.walk(scope).await
+    }
+}
+
+impl Credential {
+    /// Tries each source in turn and keeps the first that gives a token.
+    async fn walk(&self, scope: &str) -> Result<Token, ProviderError> {
         let mut tried = Vec::new();
         for &kind in &self.kinds {
             let attempt = match self.build(kind) {

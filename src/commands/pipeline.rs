@@ -92,7 +92,7 @@ pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result
         }
     };
     let provider: Arc<dyn Provider> =
-        Arc::new(super::provider::open(plan_path, &plan, &file).map_err(|()| Exit::Error)?);
+        super::provider::open(plan_path, &plan, &file).map_err(|()| Exit::Error)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

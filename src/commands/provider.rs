@@ -2,10 +2,13 @@
 //! the engine only sees `dyn Provider`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use lifeboat_engine::diagnostic::{Diagnostic, codes};
-use lifeboat_engine::model::{Plan, ProviderConfig};
+use lifeboat_engine::model::{AzureCredential, AzureProviderConfig, Plan, ProviderConfig};
+use lifeboat_engine::provider::Provider;
 use lifeboat_engine::{SourceFile, Spanned};
+use lifeboat_provider_azure::{AzureConfig, AzureProvider, CredentialKind};
 use lifeboat_provider_sim::{SimProvider, WorldError, store};
 
 use crate::render::diagnostics::render_human;
@@ -32,9 +35,12 @@ pub fn warm_up(plan_path: &Path, plan: &Plan) -> Option<std::thread::JoinHandle<
 }
 
 /// A provider ready to use, or the report of why not (already printed).
-pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<SimProvider, ()> {
+pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn Provider>, ()> {
     let config = match &plan.provider.value {
         ProviderConfig::Sim(config) => config,
+        ProviderConfig::Azure(config) => {
+            return open_azure(plan, config, file).map(|p| Arc::new(p) as Arc<dyn Provider>);
+        }
         other => {
             let diagnostic = Diagnostic::error(
                 codes::PLAN_SCHEMA,
@@ -43,7 +49,7 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<SimProvi
                     other.kind()
                 ),
             )
-            .with_label(plan.provider.span, "only `sim` is implemented")
+            .with_label(plan.provider.span, "only `sim` and `azure` are implemented")
             .with_help(
                 "use `provider: {sim: {world: world.yaml}}` to rehearse against a simulated estate",
             );
@@ -90,7 +96,60 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<SimProvi
         eprint!("{}", render_human(&[diagnostic], file));
         return Err(());
     }
-    SimProvider::open(&path).map_err(|error| report_world_error(&error))
+    SimProvider::open(&path)
+        .map(|p| Arc::new(p) as Arc<dyn Provider>)
+        .map_err(|error| report_world_error(&error))
+}
+
+/// The `azure` provider from `provider.azure`; a value it cannot use is a diagnostic pointing
+/// at that value. Credentials are not read here: the first request asks the chain.
+fn open_azure(
+    plan: &Plan,
+    config: &AzureProviderConfig,
+    file: &SourceFile,
+) -> Result<AzureProvider, ()> {
+    let credential = config.credential.as_ref().map(|c| match c.value {
+        AzureCredential::ClientSecret => CredentialKind::ClientSecret,
+        AzureCredential::WorkloadIdentity => CredentialKind::WorkloadIdentity,
+        AzureCredential::ManagedIdentity => CredentialKind::ManagedIdentity,
+        AzureCredential::AzureCli => CredentialKind::AzureCli,
+    });
+    let built = AzureConfig::new(
+        &config.subscription_id.value,
+        &config.resource_group.value,
+        &config.vault.value,
+        config
+            .resource_manager_endpoint
+            .as_ref()
+            .map(|e| e.value.as_str()),
+        config.api_version.as_ref().map(|v| v.value.as_str()),
+        credential,
+    )
+    .and_then(AzureProvider::new);
+    built.map_err(|error| {
+        let span = match error.field() {
+            Some("subscription_id") => config.subscription_id.span,
+            Some("resource_group") => config.resource_group.span,
+            Some("vault") => config.vault.span,
+            Some("resource_manager_endpoint") => config
+                .resource_manager_endpoint
+                .as_ref()
+                .map_or(plan.provider.span, |e| e.span),
+            Some("api_version") => config
+                .api_version
+                .as_ref()
+                .map_or(plan.provider.span, |v| v.span),
+            _ => plan.provider.span,
+        };
+        let mut diagnostic = Diagnostic::error(codes::PLAN_SCHEMA, error.to_string())
+            .with_label(span, "cannot be used");
+        if error.field() == Some("resource_manager_endpoint") {
+            diagnostic = diagnostic.with_help(
+                "use `https://` (plain `http://` is allowed only for 127.0.0.1, ::1 and localhost, as the token travels in every request)",
+            );
+        }
+        eprint!("{}", render_human(&[diagnostic], file));
+    })
 }
 
 /// Prints a world error: the diagnostics against the world file where there are some.

@@ -668,3 +668,30 @@ fn every_format_for_every_situation() {
         );
     }
 }
+
+/// The `azure` provider is offered; a value it cannot use is a diagnostic at that value, and
+/// nothing is sent.
+#[test]
+fn an_azure_endpoint_without_https_is_refused_at_its_value() {
+    let example = Example::new("reprotected");
+    let path = example.dir.path().join("lifeboat.yaml");
+    let plan = std::fs::read_to_string(&path).expect("the plan");
+    let start = plan.find("provider:").expect("a provider block");
+    let end = plan[start..].find("\ngoal:").expect("the goal") + start;
+    let plan = format!(
+        "{}provider:\n  azure:\n    subscription_id: s\n    resource_group: rg\n    vault: v\n    resource_manager_endpoint: http://arm.example.com\n{}",
+        &plan[..start],
+        &plan[end..]
+    );
+    std::fs::write(&path, plan).expect("write the plan");
+    let output = example.lifeboat().args(["plan"]).output().expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not HTTPS"), "{stderr}");
+    assert!(
+        stderr.contains("resource_manager_endpoint: http://arm.example.com"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot be used"), "{stderr}");
+    assert!(!stderr.contains("not available in this build"), "{stderr}");
+}

@@ -66,9 +66,7 @@ fn sim_serve_prints_the_ready_line_and_issues_tokens() {
 
     let pem = std::fs::read(&cert).expect("the certificate is written next to the world");
     let client = reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("PEM")])
         .build()
         .expect("a client");
     let response = client

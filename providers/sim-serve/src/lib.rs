@@ -1,7 +1,7 @@
 //! `lifeboat sim serve`: a simulated estate (a `sim` world file) served as the Azure Site
 //! Recovery ARM REST API, with an OAuth token endpoint, over HTTPS on loopback.
 //!
-//! The wire contract is `notes/contract.md` (shared with the `azure` provider, which is
+//! The wire contract is `docs/sim-serve-contract.md` (shared with the `azure` provider, which is
 //! written against it): ready line, tokens, api-version, paging, long-running operations,
 //! jobs, throttling and ARM error shapes. What the estate does is the `sim` provider's
 //! business: every action runs through [`SimProvider::run`] with the ASR job name as the
@@ -241,9 +241,10 @@ pub async fn serve(config: Config) -> Result<Server, ServeError> {
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
         certified.signing_key.serialize_der(),
     ));
-    // The ring provider, explicitly: aws-lc would need cmake and nasm to build.
+    // The provider named explicitly: the binary has one (aws-lc-rs, reqwest's), but a
+    // process default is not something a library should rely on.
     let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| ServeError::Tls(e.to_string()))?

@@ -1,5 +1,5 @@
 //! The emulator in process on `127.0.0.1:0`, driven by a plain reqwest client that trusts
-//! only the generated certificate: the wire contract (notes/contract.md), the estate changes
+//! only the generated certificate: the wire contract (docs/sim-serve-contract.md), the estate changes
 //! in the world file, and every body against `definitions.json`.
 
 use std::path::{Path, PathBuf};
@@ -46,9 +46,7 @@ async fn start(
     let pem = std::fs::read(server.cert_path()).expect("the certificate file");
     assert_eq!(pem, server.cert_pem().as_bytes());
     let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("a PEM certificate")])
         .build()
         .expect("a client");
     Fixture {
@@ -947,9 +945,7 @@ async fn a_restart_loses_the_jobs_but_not_the_estate() {
     let client = {
         drop(client);
         reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM"))
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("PEM")])
             .build()
             .expect("a client")
     };

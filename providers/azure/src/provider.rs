@@ -1,0 +1,400 @@
+//! [`AzureProvider`]: the engine's [`Provider`] over ASR.
+//!
+//! - `refresh` lists the vault's fabrics, vCenters and protected items (vault-level lists,
+//!   every page) and maps them with [`crate::mapping::facts`].
+//! - `run` finds the item by `friendlyName`; if it already is at the operation's target stage
+//!   the operation is done. Otherwise, if a job whose `activityId` carries the operation id
+//!   exists (ASR records `x-ms-client-request-id` there), that job is awaited instead of
+//!   starting another; else the action is POSTed with `x-ms-client-request-id` = the
+//!   operation id and its job followed ([`crate::lro`]). A job that failed with a transient
+//!   code does not count: the action is sent again, which is what retrying means.
+//! - `status` reads the job by `activityId`; no job is `Unknown`.
+//!
+//! # `reprotect-home`
+//!
+//! Every field of `InMageAzureV2ReprotectInput` is optional in the definitions, and the plan
+//! names no process server or master target for the leg back to Azure: the plan's process
+//! server and master targets serve the failback leg (the process server runs in Azure, the
+//! master targets on premises), the wrong ends for VMware → Azure. So lifeboat sends neither
+//! and leaves ASR to use the configuration server's own, which protected the machine at
+//! first. It sends `policyId` when the vault has exactly one `InMageAzureV2` policy (the
+//! replication policy of the first protection), and nothing else.
+//!
+//! # Concurrency
+//!
+//! [`MAX_CONCURRENCY`] operations at once. Each running operation polls its job every
+//! `Retry-After` seconds and starts with a few list reads, so eight keep well inside ARM's
+//! per-principal budgets (about 12,000 reads and 1,200 writes an hour per subscription)
+//! even during a long failback, and inside what one configuration server and process server
+//! can carry: reprotect and failback jobs all go through them.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use lifeboat_engine::provider::{
+    OperationId, OperationKind, OperationOutcome, OperationRequest, OperationStatus, Provider,
+    ProviderError, ProviderInfo, RefreshRequest,
+};
+
+use crate::arm::{Fabric, Job, JobState, Policy, ReplicationProtectedItem, VCenter};
+use crate::client::{ArmClient, RetryPolicy};
+use crate::config::{AzureConfig, ConfigError, http_client};
+use crate::credential::{Credential, TokenSource};
+use crate::lro::{self, PollPolicy, Started};
+use crate::mapping::{self, Inventory};
+use crate::requests::{self, InMageAzureV2Reprotect, ProtectedItemRef, Resolver};
+
+/// The most operations the provider runs at once (see the module documentation).
+pub const MAX_CONCURRENCY: usize = 8;
+
+/// ASR over ARM.
+#[derive(Debug)]
+pub struct AzureProvider {
+    config: AzureConfig,
+    client: ArmClient,
+    poll: PollPolicy,
+}
+
+impl AzureProvider {
+    /// The provider with the real credential chain (or the pinned source) and one HTTP
+    /// client for ARM and tokens.
+    pub fn new(config: AzureConfig) -> Result<Self, ConfigError> {
+        let http = http_client()?;
+        let credential = match config.credential {
+            Some(kind) => Credential::pinned(kind, http.clone()),
+            None => Credential::chain(http.clone()),
+        };
+        Ok(Self::with_tokens(
+            config,
+            http,
+            Arc::new(credential),
+            RetryPolicy::default(),
+            PollPolicy::default(),
+        ))
+    }
+
+    /// The provider with another token source and other timings (tests).
+    pub fn with_tokens(
+        config: AzureConfig,
+        http: reqwest::Client,
+        tokens: Arc<dyn TokenSource>,
+        retry: RetryPolicy,
+        poll: PollPolicy,
+    ) -> Self {
+        let client = ArmClient::new(http, config.endpoint.clone(), config.scope(), tokens, retry);
+        Self {
+            config,
+            client,
+            poll,
+        }
+    }
+
+    pub fn client(&self) -> &ArmClient {
+        &self.client
+    }
+
+    fn api(&self) -> &str {
+        &self.config.api_version
+    }
+
+    async fn items(&self) -> Result<Vec<ReplicationProtectedItem>, ProviderError> {
+        self.client
+            .list(&requests::protected_items_path(
+                &self.config.vault,
+                self.api(),
+            ))
+            .await
+    }
+
+    async fn fabrics(&self) -> Result<Vec<Fabric>, ProviderError> {
+        self.client
+            .list(&requests::fabrics_path(&self.config.vault, self.api()))
+            .await
+    }
+
+    async fn policies(&self) -> Result<Vec<Policy>, ProviderError> {
+        self.client
+            .list(&requests::policies_path(&self.config.vault, self.api()))
+            .await
+    }
+
+    async fn jobs(&self) -> Result<Vec<Job>, ProviderError> {
+        self.client.list(&jobs_path(&self.config)).await
+    }
+
+    /// The jobs started with this operation id, the most telling first: running, then
+    /// succeeded, then failed.
+    async fn jobs_of(&self, id: &OperationId) -> Result<Vec<Job>, ProviderError> {
+        let mut jobs: Vec<Job> = self
+            .jobs()
+            .await?
+            .into_iter()
+            .filter(|job| {
+                job.properties
+                    .activity_id
+                    .as_deref()
+                    .is_some_and(|activity| carries(activity, &id.0))
+            })
+            .collect();
+        jobs.sort_by_key(|job| match job.properties.job_state() {
+            JobState::Succeeded => 1,
+            JobState::Failed | JobState::Cancelled => 2,
+            _ => 0,
+        });
+        Ok(jobs)
+    }
+
+    async fn item(&self, machine: &str) -> Result<ReplicationProtectedItem, ProviderError> {
+        let mut found = self
+            .items()
+            .await?
+            .into_iter()
+            .filter(|item| item.properties.friendly_name.as_deref() == Some(machine));
+        let item = found.next().ok_or_else(|| {
+            ProviderError::permanent(
+                Some("ItemNotFound".to_string()),
+                format!(
+                    "machine `{machine}` is not a protected item of the vault `{}`",
+                    self.config.vault.name
+                ),
+            )
+        })?;
+        if found.next().is_some() {
+            return Err(ProviderError::permanent(
+                Some("AmbiguousItem".to_string()),
+                format!(
+                    "several protected items of the vault `{}` are named `{machine}`",
+                    self.config.vault.name
+                ),
+            ));
+        }
+        Ok(item)
+    }
+
+    async fn wait_for_job(&self, job: &Job) -> Result<(), ProviderError> {
+        let name = job.name.clone().ok_or_else(|| {
+            ProviderError::permanent(
+                Some("InvalidResponse".to_string()),
+                "ASR listed a job without a name",
+            )
+        })?;
+        let operation = lro::Operation {
+            job: name,
+            async_operation: None,
+            location: None,
+            retry_after: None,
+        };
+        lro::wait(
+            &self.client,
+            &self.config.vault,
+            self.api(),
+            &operation,
+            &self.poll,
+        )
+        .await
+    }
+
+    async fn request(
+        &self,
+        request: &OperationRequest,
+        item: &ReplicationProtectedItem,
+    ) -> Result<requests::Request, ProviderError> {
+        let at = item
+            .id
+            .as_deref()
+            .and_then(ProtectedItemRef::from_id)
+            .ok_or_else(|| {
+                ProviderError::permanent(
+                    Some("InvalidResponse".to_string()),
+                    format!(
+                        "the protected item `{}` has no usable ARM id",
+                        request.machine
+                    ),
+                )
+            })?;
+        let vault = &self.config.vault;
+        let api = self.api();
+        Ok(match request.kind {
+            OperationKind::Reprotect => {
+                let settings = request.reprotect.as_ref().ok_or_else(|| {
+                    ProviderError::permanent(
+                        None,
+                        format!("reprotect of `{}` without its settings", request.machine),
+                    )
+                })?;
+                let (fabrics, policies) = tokio::try_join!(self.fabrics(), self.policies())?;
+                let ids = Resolver::new(&fabrics, &policies)
+                    .and_then(|resolver| resolver.reprotect(settings))
+                    .map_err(|e| {
+                        ProviderError::permanent(Some("UnresolvedName".to_string()), e.to_string())
+                    })?;
+                requests::reprotect(vault, &at, &ids, api)
+            }
+            OperationKind::Failback => requests::failback(vault, &at, api),
+            OperationKind::Commit => requests::commit(vault, &at, api),
+            OperationKind::ReprotectHome => {
+                let policies = self.policies().await?;
+                requests::reprotect_home(vault, &at, &reprotect_home_ids(&policies), api)
+            }
+        })
+    }
+}
+
+/// What `reprotect-home` sends (see the module documentation).
+pub fn reprotect_home_ids(policies: &[Policy]) -> InMageAzureV2Reprotect {
+    let forward: Vec<&Policy> = policies
+        .iter()
+        .filter(|p| {
+            p.properties
+                .provider_specific_details
+                .as_ref()
+                .is_some_and(|d| d.instance_type == "InMageAzureV2")
+        })
+        .collect();
+    InMageAzureV2Reprotect {
+        policy_id: match forward.as_slice() {
+            [only] => only.id.clone(),
+            _ => None,
+        },
+        ..InMageAzureV2Reprotect::default()
+    }
+}
+
+/// `ReplicationJobs_List` (vault-wide, paged by `nextLink`).
+fn jobs_path(config: &AzureConfig) -> String {
+    format!(
+        "{}/replicationJobs?api-version={}",
+        config.vault_id(),
+        config.api_version
+    )
+}
+
+/// Whether a job's `activityId` carries an operation id: ASR keeps the client request id
+/// verbatim, or followed by its own ` ActivityId: …`.
+pub fn carries(activity: &str, id: &str) -> bool {
+    !id.is_empty()
+        && (activity == id
+            || activity
+                .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+                .any(|token| token == id))
+}
+
+fn done(request: &OperationRequest) -> OperationOutcome {
+    OperationOutcome {
+        id: request.id.clone(),
+        stage: request.kind.to_stage(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for AzureProvider {
+    fn describe(&self) -> ProviderInfo {
+        ProviderInfo {
+            kind: "azure",
+            identity: self.config.vault_id(),
+        }
+    }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        Some(MAX_CONCURRENCY)
+    }
+
+    async fn refresh(
+        &self,
+        request: &RefreshRequest,
+    ) -> Result<lifeboat_engine::provider::Facts, ProviderError> {
+        let vcenters_path = requests::vcenters_path(&self.config.vault, self.api());
+        let (fabrics, vcenters, items) = tokio::try_join!(
+            self.fabrics(),
+            self.client.list::<VCenter>(&vcenters_path),
+            self.items(),
+        )?;
+        let inventory = Inventory {
+            fabrics,
+            vcenters,
+            items,
+        };
+        mapping::facts(request, &inventory, Timestamp::now()).map_err(|e| {
+            ProviderError::permanent(Some("UnsupportedItem".to_string()), e.to_string())
+        })
+    }
+
+    async fn run(&self, request: &OperationRequest) -> Result<OperationOutcome, ProviderError> {
+        let item = self.item(&request.machine).await?;
+        let stage = mapping::stage(&item).map_err(|e| {
+            ProviderError::permanent(Some("UnsupportedItem".to_string()), e.to_string())
+        })?;
+        if stage == request.kind.to_stage() {
+            tracing::debug!(machine = %request.machine, %stage, "already there; nothing sent");
+            return Ok(done(request));
+        }
+        let jobs = self.jobs_of(&request.id).await?;
+        if let Some(job) = jobs.first() {
+            match job.properties.job_state() {
+                JobState::Succeeded => return Ok(done(request)),
+                JobState::Failed | JobState::Cancelled => {
+                    let error = lro::job_error(job);
+                    if !error.is_transient() {
+                        return Err(error);
+                    }
+                    // Failed for a reason that passes: this run is the retry.
+                }
+                _ => {
+                    tracing::debug!(
+                        machine = %request.machine,
+                        job = job.name.as_deref().unwrap_or(""),
+                        "awaiting the job this operation already started"
+                    );
+                    self.wait_for_job(job).await?;
+                    return Ok(done(request));
+                }
+            }
+        }
+        let http = self.request(request, &item).await?;
+        let response = self
+            .client
+            .post(&http.path, http.body.as_ref(), &request.id.0)
+            .await?;
+        match lro::started(&self.client, &response)? {
+            Started::Done => {}
+            Started::Running(operation) => {
+                lro::wait(
+                    &self.client,
+                    &self.config.vault,
+                    self.api(),
+                    &operation,
+                    &self.poll,
+                )
+                .await?
+            }
+        }
+        Ok(done(request))
+    }
+
+    async fn status(&self, id: &OperationId) -> Result<OperationStatus, ProviderError> {
+        let jobs = self.jobs_of(id).await?;
+        Ok(match jobs.first() {
+            None => OperationStatus::Unknown,
+            Some(job) => match job.properties.job_state() {
+                JobState::Succeeded => OperationStatus::Succeeded,
+                JobState::Failed | JobState::Cancelled => {
+                    OperationStatus::Failed(lro::job_error(job))
+                }
+                _ => OperationStatus::Running,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries;
+
+    #[test]
+    fn activity_ids() {
+        assert!(carries("lb-1-2", "lb-1-2"));
+        assert!(carries("lb-1-2 ActivityId: 7c1e", "lb-1-2"));
+        assert!(!carries("lb-1-20 ActivityId: 7c1e", "lb-1-2"));
+        assert!(!carries("lb-1-2", ""));
+    }
+}

@@ -2,6 +2,7 @@
 //! does): one link step instead of one per file, and shared helpers in `util`.
 
 mod apply;
+mod azure;
 mod diff;
 mod examples;
 mod malformed;

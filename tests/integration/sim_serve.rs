@@ -7,7 +7,42 @@ use std::process::{Child, Command, Stdio};
 use crate::util::repo_root;
 
 /// Kills the server however the test ends, so no process outlives it.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
+
+/// A `lifeboat sim serve` on a free loopback port, ready: its URL, and its stdout kept open
+/// (a server whose stdout closed would fail its next write).
+pub(crate) struct Served {
+    pub(crate) url: String,
+    _stdout: BufReader<std::process::ChildStdout>,
+    _server: Running,
+}
+
+pub(crate) fn serve(world: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    let binary = assert_cmd::cargo::cargo_bin("lifeboat");
+    let child = Command::new(binary)
+        .args(["sim", "serve", "--listen", "127.0.0.1:0", "--world"])
+        .arg(world)
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut server = Running(child);
+    let mut stdout = BufReader::new(server.0.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("a ready line");
+    let url = first
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("not the ready line: {first:?}"))
+        .to_string();
+    Served {
+        url,
+        _stdout: stdout,
+        _server: server,
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {

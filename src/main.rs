@@ -9,7 +9,22 @@ use clap::Parser as _;
 
 use cli::{Cli, Command};
 
+/// Debug logs (ARM request and correlation ids for support cases, retries, token renewals) go
+/// to stderr when `LIFEBOAT_LOG` is set, e.g. `LIFEBOAT_LOG=debug` or
+/// `LIFEBOAT_LOG=lifeboat_provider_azure=debug`; without it nothing is logged.
+fn init_logging() {
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG") else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 fn main() -> std::process::ExitCode {
+    init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -190,7 +190,21 @@ fn plan_and_apply_reach_every_goal_as_the_sim_provider_does() {
         assert_eq!(again.status.code(), Some(0), "{}", output_text(&again));
     }
 
-    // No secret anywhere: not in any output, the state, or a saved plan.
+    // Debug logs carry ARM's request ids for support cases, and still no secret.
+    let logged = azure
+        .lifeboat()
+        .env("LIFEBOAT_LOG", "debug")
+        .args(["plan"])
+        .output()
+        .expect("runs");
+    let log = String::from_utf8_lossy(&logged.stderr);
+    assert!(
+        log.contains("ARM answered") && log.contains("x_ms_request_id="),
+        "{log}"
+    );
+    everything.push_str(&output_text(&logged));
+
+    // No secret anywhere: not in any output or log, the state, or a saved plan.
     let saved = azure.example.dir.path().join("saved.plan");
     let out = azure
         .lifeboat()

@@ -23,6 +23,12 @@ fn init_logging() {
         .try_init();
 }
 
+/// mimalloc instead of the system allocator: parsing a large plan and world makes millions of
+/// small allocations on two threads at once, and glibc's malloc spent a sixth of `plan`'s
+/// time on them (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     init_logging();
     let cli = match Cli::try_parse() {

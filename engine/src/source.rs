@@ -8,14 +8,15 @@ use crate::span::Span;
 
 /// The text of one input file and where its lines start.
 ///
-/// Building the index is one pass over the bytes; each lookup is a binary search, so
+/// Building the index is one pass over the bytes, made the first time a position is asked
+/// for (a large file that parses cleanly never needs it); each lookup is a binary search, so
 /// rendering N diagnostics costs O(N log L), not O(N·L).
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     name: String,
     path: PathBuf,
     text: String,
-    line_starts: Vec<usize>,
+    line_index: std::sync::OnceLock<Vec<usize>>,
 }
 
 /// A position as diagnostics report it: line and column 1-based, byte 0-based.
@@ -34,20 +35,27 @@ pub struct Position {
 impl SourceFile {
     /// `name` is how diagnostics refer to the file (usually the path as the user typed it).
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>, text: String) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(
-                text.bytes()
-                    .enumerate()
-                    .filter(|&(_, b)| b == b'\n')
-                    .map(|(i, _)| i + 1),
-            )
-            .collect();
         Self {
             name: name.into(),
             path: path.into(),
             text,
-            line_starts,
+            line_index: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Where each line starts, in bytes.
+    fn line_starts(&self) -> &[usize] {
+        self.line_index.get_or_init(|| {
+            std::iter::once(0)
+                .chain(
+                    self.text
+                        .bytes()
+                        .enumerate()
+                        .filter(|&(_, b)| b == b'\n')
+                        .map(|(i, _)| i + 1),
+                )
+                .collect()
+        })
     }
 
     /// Reads a file as UTF-8. Invalid UTF-8 is an error the caller turns into a diagnostic.
@@ -82,15 +90,15 @@ impl SourceFile {
 
     /// The 0-based line containing a byte offset.
     pub fn line_of(&self, byte: usize) -> usize {
-        self.line_starts.partition_point(|&start| start <= byte) - 1
+        self.line_starts().partition_point(|&start| start <= byte) - 1
     }
 
     /// The byte range of lines `first..=last` (0-based, clamped), newlines included.
     pub fn lines_range(&self, first: usize, last: usize) -> std::ops::Range<usize> {
-        let last = last.min(self.line_starts.len() - 1);
-        let start = self.line_starts[first.min(last)];
+        let last = last.min(self.line_starts().len() - 1);
+        let start = self.line_starts()[first.min(last)];
         let end = self
-            .line_starts
+            .line_starts()
             .get(last + 1)
             .copied()
             .unwrap_or(self.text.len());
@@ -100,7 +108,7 @@ impl SourceFile {
     /// The byte offset of a 1-based line and character column, clamped to the line's end.
     pub fn byte_at(&self, line: usize, column: usize) -> Option<usize> {
         let range = self.lines_range(line.checked_sub(1)?, line - 1);
-        if line > self.line_starts.len() {
+        if line > self.line_starts().len() {
             return None;
         }
         let text = &self.text[range.clone()];
@@ -118,7 +126,7 @@ impl SourceFile {
             byte -= 1;
         }
         let line = self.line_of(byte);
-        let line_start = self.line_starts[line];
+        let line_start = self.line_starts()[line];
         let column = self.text[line_start..byte].chars().count() + 1;
         Position {
             line: line + 1,

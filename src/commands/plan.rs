@@ -148,9 +148,14 @@ fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
         Some(drift) => !drift.is_empty(),
         None => !execution.is_empty(),
     };
-    if has_errors {
+    // The process ends next: release the lock and leave the memory to the operating system
+    // (see `Session::finish`).
+    let failed = has_errors.then(|| counts(&diagnostics));
+    std::mem::forget((output, execution, diagnostics));
+    session.finish();
+    if let Some(counts) = failed {
         if args.format == OutputFormat::Human {
-            eprintln!("preflight failed: {}", counts(&diagnostics));
+            eprintln!("preflight failed: {counts}");
         }
         Err(Exit::Error)
     } else if args.detailed_exitcode && changed {

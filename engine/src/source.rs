@@ -71,6 +71,11 @@ impl SourceFile {
         Ok(Self::new(path.display().to_string(), path, text))
     }
 
+    /// The text, giving the file up.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

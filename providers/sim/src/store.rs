@@ -257,7 +257,9 @@ pub(crate) fn load<'c>(path: &Path, cache: &'c mut ParsedCache) -> Result<&'c Wo
             file: Box::new(file.clone()),
             diagnostics,
         })?;
-        cache.bytes = file.text().as_bytes().to_vec();
+        // The text moves into the cache rather than being copied: for a large world it is
+        // tens of megabytes.
+        cache.bytes = file.into_text().into_bytes();
         cache.world = Some(world);
     }
     cache.world.as_ref().ok_or_else(|| {

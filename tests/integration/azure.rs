@@ -153,8 +153,10 @@ fn plan_and_apply_reach_every_goal_as_the_sim_provider_does() {
             "sim apply to {goal}:\n{}",
             output_text(&applied)
         );
+        // With debug logs on: they must carry ARM's request ids, and nothing secret.
         let applied = azure
             .lifeboat()
+            .env("LIFEBOAT_LOG", "debug")
             .args(["apply", "--auto-approve"])
             .output()
             .expect("runs");
@@ -213,13 +215,36 @@ fn plan_and_apply_reach_every_goal_as_the_sim_provider_does() {
         .output()
         .expect("runs");
     everything.push_str(&output_text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     for file in [saved, azure.example.dir.path().join(".lifeboat/state.json")] {
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            everything.push_str(&text);
-        }
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("`{}` should exist: {e}", file.display()));
+        everything.push_str(&text);
     }
-    assert!(!everything.is_empty());
     assert!(!everything.contains(SECRET), "the client secret leaked");
+    assert_eq!(
+        bearer_tokens(&everything),
+        Vec::<&str>::new(),
+        "a bearer token leaked"
+    );
+}
+
+/// The bearer tokens `sim serve` issues (`sim.` and 32 hex digits) found in `text`.
+fn bearer_tokens(text: &str) -> Vec<&str> {
+    text.match_indices("sim.")
+        .map(|(at, _)| &text[at..(at + 36).min(text.len())])
+        .filter(|candidate| {
+            candidate.len() == 36 && candidate[4..].bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .collect()
+}
+
+#[test]
+fn the_token_scan_finds_a_token() {
+    let token = format!("sim.{}", "0123456789abcdef".repeat(2));
+    let text = format!("log line Authorization: Bearer {token} end");
+    assert_eq!(bearer_tokens(&text), vec![token.as_str()]);
+    assert!(bearer_tokens("sim.serve and sim.yaml").is_empty());
 }
 
 #[test]
@@ -265,10 +290,16 @@ fn throttling_and_a_failed_asr_job_come_through_the_real_binary() {
     // The fault is spent; the same apply finishes the rest, throttled all along.
     let applied = azure
         .lifeboat()
+        .env("LIFEBOAT_LOG", "lifeboat_provider_azure=debug")
         .args(["apply", "--auto-approve"])
         .output()
         .expect("runs");
     assert!(applied.status.success(), "{}", output_text(&applied));
+    let log = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        log.contains("TooManyRequests") && log.contains("retrying a transient ARM error"),
+        "the throttling happened and was retried:\n{log}"
+    );
     let served = store::read(&world).expect("the served world");
     assert!(
         served

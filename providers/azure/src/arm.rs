@@ -379,15 +379,20 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Case-insensitive, and both spellings of cancelled count: the definitions say
+    /// `Cancelled`, while ARM's async-operation statuses say `Canceled`.
     pub fn parse(state: Option<&str>) -> Self {
-        match state {
-            Some("NotStarted") => Self::NotStarted,
-            Some("InProgress") => Self::InProgress,
-            Some("Succeeded") => Self::Succeeded,
-            Some("Failed") => Self::Failed,
-            Some("Cancelled") => Self::Cancelled,
-            Some("Suspended") => Self::Suspended,
-            other => Self::Other(other.map(str::to_string)),
+        let Some(text) = state else {
+            return Self::Other(None);
+        };
+        match text.trim().to_ascii_lowercase().as_str() {
+            "notstarted" => Self::NotStarted,
+            "inprogress" => Self::InProgress,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" | "canceled" => Self::Cancelled,
+            "suspended" => Self::Suspended,
+            _ => Self::Other(Some(text.to_string())),
         }
     }
 

@@ -386,6 +386,20 @@ impl ArmClient {
                     });
                 }
             };
+            if status.is_redirection() {
+                // The HTTP client follows no redirect (`config::http_client`): the token must
+                // not go anywhere but the configured endpoint.
+                return Err(Failure {
+                    not_acted: false,
+                    error: ProviderError::permanent(
+                        Some("UnexpectedRedirect".to_string()),
+                        format!(
+                            "{what} was answered with a redirect (HTTP {}), which is not followed so the token is not sent elsewhere",
+                            status.as_u16()
+                        ),
+                    ),
+                });
+            }
             if status.is_success() {
                 return Ok(ArmResponse {
                     status,
@@ -394,7 +408,13 @@ impl ArmClient {
                     what,
                 });
             }
-            let error = arm_error(status, &headers, &bytes, &what);
+            let error = arm_error(
+                status,
+                &headers,
+                &bytes,
+                &what,
+                self.retry.max_retry_after,
+            );
             if status == StatusCode::UNAUTHORIZED && !refreshed && token_expired(&headers, &error) {
                 tracing::debug!(request = %what, "the ARM token expired; getting a new one");
                 refreshed = true;
@@ -418,12 +438,14 @@ fn token_expired(headers: &HeaderMap, error: &ProviderError) -> bool {
 }
 
 /// An ARM error answer as a [`ProviderError`]: 429, 5xx and 409 are transient (throttling, a
-/// server error, another job on the item), every other status permanent.
+/// server error, another job on the item), every other status permanent. `Retry-After` is
+/// cut to `max_retry_after`, because the error leaves the client and the engine waits it.
 pub(crate) fn arm_error(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     what: &str,
+    max_retry_after: Duration,
 ) -> ProviderError {
     let detail = serde_json::from_slice::<CloudError>(body)
         .ok()
@@ -454,7 +476,39 @@ pub(crate) fn arm_error(
         ProviderError::permanent(Some(code), message)
     };
     match retry_after(headers) {
-        Some(after) if transient => error.with_retry_after(after),
+        Some(after) if transient => error.with_retry_after(after.min(max_retry_after)),
         _ => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_leaving_the_client_is_capped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        let error = arm_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            b"{}",
+            "GET `/x`",
+            Duration::from_secs(120),
+        );
+        assert!(error.is_transient());
+        assert_eq!(error.retry_after, Some(Duration::from_secs(120)));
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+        let error = arm_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &headers,
+            b"{}",
+            "GET `/x`",
+            Duration::from_secs(120),
+        );
+        assert_eq!(error.retry_after, Some(Duration::from_secs(7)));
     }
 }

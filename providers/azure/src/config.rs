@@ -158,7 +158,7 @@ pub fn endpoint_url(value: &str) -> Result<Url, ConfigError> {
 /// The one HTTP client for ARM and for the token requests (passed to `azure_identity` as its
 /// transport), so both trust the same roots: the platform's, plus every certificate of the
 /// PEM file named by `SSL_CERT_FILE` (the OpenSSL/curl convention; `sim serve` writes its
-/// self-signed certificate there).
+/// self-signed certificate there). It follows no redirect.
 pub fn http_client() -> Result<reqwest::Client, ConfigError> {
     let extra = match std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
         Some(path) => extra_roots(&PathBuf::from(path))?,
@@ -169,6 +169,10 @@ pub fn http_client() -> Result<reqwest::Client, ConfigError> {
         // A hung connection must not hang `apply`: ARM answers within seconds.
         .connect_timeout(std::time::Duration::from_secs(30))
         .timeout(std::time::Duration::from_secs(120))
+        // No redirect is followed: reqwest would carry the bearer token, or re-send a token
+        // request's form with `client_secret` on 307/308, to wherever ARM or the token
+        // endpoint pointed. Neither redirects in normal operation, so a 3xx is an error.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| ConfigError::Client(e.to_string()))
 }

@@ -138,7 +138,7 @@ impl AzureProvider {
             .collect();
         jobs.sort_by_key(|job| match job.properties.job_state() {
             JobState::Succeeded => 1,
-            JobState::Failed | JobState::Cancelled => 2,
+            JobState::Failed | JobState::Cancelled | JobState::Suspended => 2,
             _ => 0,
         });
         Ok(jobs)
@@ -332,7 +332,7 @@ impl Provider for AzureProvider {
         if let Some(job) = jobs.first() {
             match job.properties.job_state() {
                 JobState::Succeeded => return Ok(done(request)),
-                JobState::Failed | JobState::Cancelled => {
+                JobState::Failed | JobState::Cancelled | JobState::Suspended => {
                     let error = lro::job_error(job);
                     if !error.is_transient() {
                         return Err(error);
@@ -377,7 +377,7 @@ impl Provider for AzureProvider {
             None => OperationStatus::Unknown,
             Some(job) => match job.properties.job_state() {
                 JobState::Succeeded => OperationStatus::Succeeded,
-                JobState::Failed | JobState::Cancelled => {
+                JobState::Failed | JobState::Cancelled | JobState::Suspended => {
                     OperationStatus::Failed(lro::job_error(job))
                 }
                 _ => OperationStatus::Running,

@@ -364,3 +364,54 @@ async fn a_refused_connection_is_transient() {
     assert_clean(&error);
     assert!(!format!("{client:?}").contains(TOKEN));
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let mock = Mock::start().await;
+    let elsewhere = format!("{}/elsewhere", mock.base);
+    {
+        let elsewhere = elsewhere.clone();
+        mock.on("GET", "/arm", move |_| {
+            Canned::empty(307).header("Location", &elsewhere)
+        });
+    }
+    {
+        let elsewhere = elsewhere.clone();
+        mock.on("POST", "/tenant/oauth2/v2.0/token", move |_| {
+            Canned::empty(307).header("Location", &elsewhere)
+        });
+    }
+    mock.on("GET", "/elsewhere", |_| Canned::json(200, json!({"value": []})));
+    mock.on("POST", "/elsewhere", |_| Canned::json(200, json!({})));
+    let http = lifeboat_provider_azure::config::http_client().expect("the client");
+
+    // ARM: a clear permanent error, and the redirect's target never sees the token.
+    let client = ArmClient::new(
+        http.clone(),
+        Url::parse(&mock.base).expect("the mock's URL"),
+        format!("{}/.default", mock.base),
+        Arc::new(StaticToken(Token::new(TOKEN))),
+        fast(),
+    );
+    let error = client
+        .get("/arm?api-version=1")
+        .await
+        .expect_err("not followed");
+    assert!(!error.is_transient());
+    assert_eq!(error.code(), Some("UnexpectedRedirect"));
+    assert!(error.to_string().contains("HTTP 307"), "{error}");
+    assert_clean(&error);
+
+    // The token request (the same client is `azure_identity`'s transport): the form with
+    // the secret is not re-sent.
+    let response = http
+        .post(format!("{}/tenant/oauth2/v2.0/token", mock.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("client_secret=s3cret&grant_type=client_credentials")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 307);
+    assert_eq!(mock.count("GET", "/elsewhere"), 0);
+    assert_eq!(mock.count("POST", "/elsewhere"), 0);
+}

@@ -293,6 +293,11 @@ async fn vault(items: Vec<Value>, behaviour: Behaviour) -> Vault {
 }
 
 fn provider(vault: &Vault) -> AzureProvider {
+    provider_waiting(vault, Duration::from_secs(30))
+}
+
+/// The provider, following one operation for at most `max_wait`.
+fn provider_waiting(vault: &Vault, max_wait: Duration) -> AzureProvider {
     let config = AzureConfig::new(SUB, "rg-dr", "vault-dr", Some(&vault.mock.base), None, None)
         .expect("a valid configuration");
     AzureProvider::with_tokens(
@@ -309,6 +314,7 @@ fn provider(vault: &Vault) -> AzureProvider {
             default_interval: Duration::from_millis(50),
             floor: Duration::from_millis(100),
             max_interval: Duration::from_secs(5),
+            max_wait,
         },
     )
 }
@@ -683,4 +689,86 @@ async fn an_unknown_machine_is_a_clear_permanent_error() {
     assert!(!error.is_transient());
     assert!(error.to_string().contains("`nope`"), "{error}");
     assert!(error.to_string().contains("`vault-dr`"), "{error}");
+}
+
+#[tokio::test]
+async fn a_job_that_never_ends_times_out_as_transient() {
+    for states in [vec!["NotStarted"], vec![""]] {
+        let vault = vault(
+            vec![item("web-01", Stage::FailedOver)],
+            Behaviour {
+                states: states.clone(),
+                ..Behaviour::default()
+            },
+        )
+        .await;
+        let started = Instant::now();
+        let error = provider_waiting(&vault, Duration::from_millis(600))
+            .run(&operation("lb-11-0", "web-01", OperationKind::Reprotect))
+            .await
+            .expect_err("times out");
+        assert!(started.elapsed() < Duration::from_secs(5), "{states:?}");
+        assert_eq!(error.code(), Some("JobTimeout"), "{states:?}: {error}");
+        assert!(error.is_transient());
+        assert!(error.to_string().contains("`job-1`"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_suspended_job_needs_a_person() {
+    let vault = vault(
+        vec![item("web-01", Stage::FailedOver)],
+        Behaviour {
+            states: vec!["InProgress", "Suspended"],
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let error = provider(&vault)
+        .run(&operation("lb-12-0", "web-01", OperationKind::Reprotect))
+        .await
+        .expect_err("suspended");
+    assert_eq!(error.code(), Some("JobSuspended"), "{error}");
+    assert!(!error.is_transient());
+    assert!(error.to_string().contains("`job-1`"), "{error}");
+}
+
+#[tokio::test]
+async fn job_states_are_read_in_any_case_and_either_spelling() {
+    // The job itself, then the `Azure-AsyncOperation` status when the job cannot be read.
+    for (job_readable, state) in [
+        (true, "canceled"),
+        (true, "CANCELLED"),
+        (false, "Canceled"),
+        (false, "cancelled"),
+    ] {
+        let vault = vault(
+            vec![item("web-01", Stage::FailedOver)],
+            Behaviour {
+                headers: Headers::Async,
+                job_readable,
+                states: vec![state],
+                ..Behaviour::default()
+            },
+        )
+        .await;
+        let error = provider_waiting(&vault, Duration::from_secs(3))
+            .run(&operation("lb-13-0", "web-01", OperationKind::Reprotect))
+            .await
+            .expect_err("cancelled");
+        assert!(!error.is_transient(), "{state}: {error}");
+        assert_ne!(error.code(), Some("JobTimeout"), "{state}: {error}");
+    }
+    let vault = vault(
+        vec![item("web-01", Stage::FailedOver)],
+        Behaviour {
+            states: vec!["inprogress", "SUCCEEDED"],
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    provider_waiting(&vault, Duration::from_secs(3))
+        .run(&operation("lb-13-1", "web-01", OperationKind::Reprotect))
+        .await
+        .expect("succeeded in capitals");
 }

@@ -223,7 +223,9 @@ impl AzureProvider {
                     )
                 })?;
                 let (fabrics, policies) = tokio::try_join!(self.fabrics(), self.policies())?;
-                let ids = Resolver::new(&fabrics, &policies)
+                // The item lives under its configuration server's fabric (its ARM id says
+                // which), so the ids come from the same configuration server as its facts.
+                let ids = Resolver::new(&fabrics, &policies, &at.fabric)
                     .and_then(|resolver| resolver.reprotect(settings))
                     .map_err(|e| {
                         ProviderError::permanent(Some("UnresolvedName".to_string()), e.to_string())

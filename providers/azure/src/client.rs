@@ -8,7 +8,9 @@
 //!   when it sends one, up to [`RetryPolicy::max_retries`]; then the error reaches the
 //!   engine as transient, with ARM's code. A POST is retried here only when ARM cannot have
 //!   acted on it (429, or no connection at all); after a 5xx or a lost answer it goes back to
-//!   the engine, whose next `run` looks for the job first, so an action is never sent twice.
+//!   the engine, whose next `run` awaits the item's running job and looks for the job by
+//!   operation id before sending again (a second POST is still possible when ASR shows the
+//!   first job nowhere yet; ASR then answers 409, which is transient).
 //! - 409 (another job runs on the item) is transient for the engine; a POST refused so is not
 //!   retried here.
 //! - Other 4xx are permanent, with ARM's code and message.

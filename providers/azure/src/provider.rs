@@ -2,8 +2,9 @@
 //!
 //! - `refresh` lists the vault's fabrics, vCenters and protected items (vault-level lists,
 //!   every page) and maps them with [`crate::mapping::facts`].
-//! - `run` finds the item by `friendlyName`; if it already is at the operation's target stage
-//!   the operation is done. Otherwise, if a job whose `activityId` carries the operation id
+//! - `run` finds the item by `friendlyName` and, when a job runs on it
+//!   (`currentScenario.jobId`), awaits that job first; then, if the item is at the
+//!   operation's target stage, the operation is done. Otherwise, if a job whose `activityId` carries the operation id
 //!   exists (ASR records `x-ms-client-request-id` there), that job is awaited instead of
 //!   starting another; else the action is POSTed with `x-ms-client-request-id` = the
 //!   operation id and its job followed ([`crate::lro`]). A job that failed with a transient
@@ -178,6 +179,43 @@ impl AzureProvider {
                 "ASR listed a job without a name",
             )
         })?;
+        self.wait_for_job_named(name).await
+    }
+
+    /// The item, once no job that this call has not already awaited runs on it. While a job
+    /// runs, ASR empties `allowedOperations` and the stage rule can read the target stage too
+    /// early (an `InMage` item at VMware with neither `Commit` nor `ReverseReplicate` reads
+    /// `failed-back` during the failback itself), so the stage is judged only afterwards.
+    /// It also keeps a second POST from racing a job the first one started but the job list
+    /// does not show yet.
+    async fn settled_item(
+        &self,
+        machine: &str,
+    ) -> Result<ReplicationProtectedItem, ProviderError> {
+        let mut awaited: Vec<String> = Vec::new();
+        loop {
+            let item = self.item(machine).await?;
+            let Some(job) = running_job(&item).filter(|job| !awaited.contains(job)) else {
+                return Ok(item);
+            };
+            tracing::debug!(%machine, %job, "a job runs on the item; awaiting it first");
+            match self.wait_for_job_named(job.clone()).await {
+                Ok(()) => {}
+                Err(error) if error.is_transient() => return Err(error),
+                // It ended badly, or cannot be read: whether it was this operation's job
+                // is decided below, by its `activityId`.
+                Err(error) => tracing::debug!(
+                    %machine,
+                    %job,
+                    code = error.code().unwrap_or(""),
+                    "the job on the item did not succeed"
+                ),
+            }
+            awaited.push(job);
+        }
+    }
+
+    async fn wait_for_job_named(&self, name: String) -> Result<(), ProviderError> {
         let operation = lro::Operation {
             job: name,
             async_operation: None,
@@ -271,6 +309,17 @@ fn jobs_path(config: &AzureConfig) -> String {
     )
 }
 
+/// The name of the job running on an item (`currentScenario.jobId`, an ARM id or a bare
+/// name), if any.
+pub fn running_job(item: &ReplicationProtectedItem) -> Option<String> {
+    let id = item.properties.current_scenario.as_ref()?.job_id.as_deref()?;
+    id.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+}
+
 /// Whether a job's `activityId` carries an operation id: ASR keeps the client request id
 /// verbatim, or followed by its own ` ActivityId: …`.
 pub fn carries(activity: &str, id: &str) -> bool {
@@ -322,7 +371,7 @@ impl Provider for AzureProvider {
     }
 
     async fn run(&self, request: &OperationRequest) -> Result<OperationOutcome, ProviderError> {
-        let item = self.item(&request.machine).await?;
+        let item = self.settled_item(&request.machine).await?;
         let stage = mapping::stage(&item).map_err(|e| {
             ProviderError::permanent(Some("UnsupportedItem".to_string()), e.to_string())
         })?;

@@ -772,3 +772,69 @@ async fn job_states_are_read_in_any_case_and_either_spelling() {
         .await
         .expect("succeeded in capitals");
 }
+
+#[tokio::test]
+async fn a_job_running_on_the_item_is_awaited_before_its_stage_counts() {
+    // ASR empties `allowedOperations` while the failback runs, so the item reads
+    // `failed-back` already; the job in `currentScenario` is still running.
+    let mut running = item("web-01", Stage::FailedBack);
+    running["properties"]["allowedOperations"] = json!([]);
+    running["properties"]["currentScenario"] = json!({
+        "scenarioName": "UnplannedFailover",
+        "jobId": format!("{}/replicationJobs/job-1", vault_path()),
+    });
+    let vault = vault(
+        vec![running],
+        Behaviour {
+            states: vec!["InProgress", "InProgress", "Succeeded"],
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    vault.jobs.lock().expect("jobs").push(job(
+        "job-1",
+        "lb-14-0 ActivityId: 77aa",
+        "InProgress",
+        None,
+    ));
+    let outcome = provider(&vault)
+        .run(&operation("lb-14-0", "web-01", OperationKind::Failback))
+        .await
+        .expect("done once the job ended");
+    assert_eq!(outcome.stage, Stage::FailedBack);
+    assert!(posts(&vault).is_empty());
+    assert_eq!(
+        vault
+            .mock
+            .count("GET", &format!("{}/replicationJobs/job-1", vault_path())),
+        3,
+        "the job was followed to its end before the stage was believed"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_job_running_on_the_item_is_reported_when_it_is_this_operations() {
+    let mut running = item("web-01", Stage::FailedOver);
+    running["properties"]["currentScenario"] = json!({"jobId": "job-1"});
+    let vault = vault(
+        vec![running],
+        Behaviour {
+            states: vec!["Failed"],
+            error: Some(("78093", "The VM is not running, hung or not accessible.")),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    vault.jobs.lock().expect("jobs").push(job(
+        "job-1",
+        "lb-15-0",
+        "InProgress",
+        None,
+    ));
+    let error = provider(&vault)
+        .run(&operation("lb-15-0", "web-01", OperationKind::Reprotect))
+        .await
+        .expect_err("this operation's job failed");
+    assert_eq!(error.code(), Some("78093"));
+    assert!(posts(&vault).is_empty(), "not sent again");
+}

@@ -124,7 +124,7 @@ impl AzureProvider {
     }
 
     /// The jobs started with this operation id, the most telling first: running, then
-    /// succeeded, then failed.
+    /// succeeded, then failed, each group newest first.
     async fn jobs_of(&self, id: &OperationId) -> Result<Vec<Job>, ProviderError> {
         let mut jobs: Vec<Job> = self
             .jobs()
@@ -137,10 +137,21 @@ impl AzureProvider {
                     .is_some_and(|activity| carries(activity, &id.0))
             })
             .collect();
-        jobs.sort_by_key(|job| match job.properties.job_state() {
-            JobState::Succeeded => 1,
-            JobState::Failed | JobState::Cancelled | JobState::Suspended => 2,
-            _ => 0,
+        // Within a group the newest comes first: an older transient failure must not hide a
+        // newer permanent one (the retry that followed it). A job without a readable
+        // `startTime` comes last in its group.
+        jobs.sort_by_key(|job| {
+            let group = match job.properties.job_state() {
+                JobState::Succeeded => 1,
+                JobState::Failed | JobState::Cancelled | JobState::Suspended => 2,
+                _ => 0,
+            };
+            let started = job
+                .properties
+                .start_time
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            (group, std::cmp::Reverse(started))
         });
         Ok(jobs)
     }

@@ -838,3 +838,43 @@ async fn a_failed_job_running_on_the_item_is_reported_when_it_is_this_operations
     assert_eq!(error.code(), Some("78093"));
     assert!(posts(&vault).is_empty(), "not sent again");
 }
+
+#[tokio::test]
+async fn the_newest_failed_job_of_an_operation_counts() {
+    let vault = vault(
+        vec![item("web-01", Stage::FailedOver)],
+        Behaviour::default(),
+    )
+    .await;
+    {
+        let mut jobs = vault.jobs.lock().expect("jobs");
+        // Listed oldest first: the first try failed for a passing reason, the retry for good.
+        let mut older = job(
+            "job-1",
+            "lb-16-0",
+            "Failed",
+            Some(("agent-not-registered", "the agent is not registered yet")),
+        );
+        older["properties"]["startTime"] = json!("2026-05-01T10:00:00Z");
+        let mut newer = job(
+            "job-2",
+            "lb-16-0",
+            "Failed",
+            Some(("78093", "The VM is not running, hung or not accessible.")),
+        );
+        newer["properties"]["startTime"] = json!("2026-05-01T10:20:00.1234567Z");
+        jobs.push(older);
+        jobs.push(newer);
+    }
+    let provider = provider(&vault);
+    let error = provider
+        .run(&operation("lb-16-0", "web-01", OperationKind::Reprotect))
+        .await
+        .expect_err("the newer, permanent failure");
+    assert_eq!(error.code(), Some("78093"));
+    assert!(posts(&vault).is_empty());
+    match provider.status(&OperationId("lb-16-0".into())).await {
+        Ok(OperationStatus::Failed(error)) => assert_eq!(error.code(), Some("78093")),
+        other => panic!("{other:?}"),
+    }
+}

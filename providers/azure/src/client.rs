@@ -38,6 +38,27 @@ use crate::credential::TokenSource;
 /// The most pages one list may have: a guard against a server that never stops paging.
 pub const MAX_PAGES: usize = 10_000;
 
+/// How much the client reads, so a broken or hostile server cannot exhaust memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest body of one answer. A page of 100 protected items is well under 1 MiB.
+    pub max_body_bytes: usize,
+    /// The most items one list may collect over all its pages.
+    pub max_items: usize,
+    /// The most pages one list may have.
+    pub max_pages: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_items: 1_000_000,
+            max_pages: MAX_PAGES,
+        }
+    }
+}
+
 /// How ARM requests are retried inside the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -138,6 +159,7 @@ pub struct ArmClient {
     scope: String,
     tokens: Arc<dyn TokenSource>,
     retry: RetryPolicy,
+    limits: Limits,
 }
 
 impl fmt::Debug for ArmClient {
@@ -165,7 +187,14 @@ impl ArmClient {
             scope,
             tokens,
             retry,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same client with other read limits (tests).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn endpoint(&self) -> &Url {
@@ -223,16 +252,30 @@ impl ArmClient {
                     ),
                 ));
             }
-            if seen.len() > MAX_PAGES {
+            if seen.len() > self.limits.max_pages {
                 return Err(ProviderError::permanent(
                     Some("InvalidResponse".to_string()),
-                    format!("GET `{}` has more than {MAX_PAGES} pages", url.path()),
+                    format!(
+                        "GET `{}` has more than {} pages",
+                        url.path(),
+                        self.limits.max_pages
+                    ),
                 ));
             }
             let page: Page<T> = self
                 .send_retried(Method::GET, &url, None, None, true)
                 .await?
                 .json()?;
+            if items.len().saturating_add(page.value.len()) > self.limits.max_items {
+                return Err(ProviderError::permanent(
+                    Some("InvalidResponse".to_string()),
+                    format!(
+                        "GET `{}` lists more than {} items",
+                        url.path(),
+                        self.limits.max_items
+                    ),
+                ));
+            }
             items.extend(page.value);
             next = match page.next_link.filter(|link| !link.is_empty()) {
                 Some(link) => Some(self.url(&link)?),
@@ -372,22 +415,7 @@ impl ArmClient {
                 x_ms_correlation_request_id = correlation_id,
                 "ARM answered"
             );
-            let bytes = match response.bytes().await {
-                Ok(bytes) => bytes.to_vec(),
-                Err(error) => {
-                    return Err(Failure {
-                        not_acted: false,
-                        error: ProviderError::transient(
-                            Some("ConnectionFailed".to_string()),
-                            format!(
-                                "{what}: the answer broke off (HTTP {}): {}",
-                                status.as_u16(),
-                                error.without_url()
-                            ),
-                        ),
-                    });
-                }
-            };
+            let bytes = read_body(response, self.limits.max_body_bytes, &what, status).await?;
             if status.is_redirection() {
                 // The HTTP client follows no redirect (`config::http_client`): the token must
                 // not go anywhere but the configured endpoint.
@@ -426,6 +454,56 @@ impl ArmClient {
                 not_acted: status == StatusCode::TOO_MANY_REQUESTS,
                 error,
             });
+        }
+    }
+}
+
+/// Reads a body in chunks, refusing one larger than `max` before it is all in memory.
+async fn read_body(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+    status: StatusCode,
+) -> Result<Vec<u8>, Failure> {
+    let too_large = || Failure {
+        not_acted: false,
+        error: ProviderError::permanent(
+            Some("InvalidResponse".to_string()),
+            format!(
+                "the answer to {what} (HTTP {}) is larger than {max} bytes",
+                status.as_u16()
+            ),
+        ),
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len().saturating_add(chunk.len()) > max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(error) => {
+                return Err(Failure {
+                    not_acted: false,
+                    error: ProviderError::transient(
+                        Some("ConnectionFailed".to_string()),
+                        format!(
+                            "{what}: the answer broke off (HTTP {}): {}",
+                            status.as_u16(),
+                            error.without_url()
+                        ),
+                    ),
+                });
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::mock::{Canned, Mock};
 use lifeboat_engine::provider::ProviderError;
-use lifeboat_provider_azure::client::{ArmClient, RetryPolicy};
+use lifeboat_provider_azure::client::{ArmClient, Limits, RetryPolicy};
 use lifeboat_provider_azure::credential::{StaticToken, Token, TokenSource};
 use serde_json::{Value, json};
 use url::Url;
@@ -414,4 +414,44 @@ async fn a_redirect_is_not_followed() {
     assert_eq!(response.status().as_u16(), 307);
     assert_eq!(mock.count("GET", "/elsewhere"), 0);
     assert_eq!(mock.count("POST", "/elsewhere"), 0);
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_lists_are_refused() {
+    let mock = Mock::start().await;
+    let big = format!("{{\"value\": [\"{}\"]}}", "x".repeat(4096));
+    mock.script("GET", "/big", vec![Canned::raw(200, &big)]);
+    let base = mock.base.clone();
+    mock.on("GET", "/many", move |r| {
+        let page: usize = r
+            .query
+            .rsplit("page=")
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Canned::json(
+            200,
+            json!({"value": [1, 2, 3], "nextLink": format!("{base}/many?api-version=1&page={}", page + 1)}),
+        )
+    });
+    let client = client(&mock).with_limits(Limits {
+        max_body_bytes: 1024,
+        max_items: 10,
+        ..Limits::default()
+    });
+    let error = client
+        .get("/big?api-version=1")
+        .await
+        .expect_err("too large");
+    assert!(!error.is_transient());
+    assert_eq!(error.code(), Some("InvalidResponse"));
+    assert!(error.to_string().contains("larger than 1024 bytes"), "{error}");
+
+    let error = client
+        .list::<Value>("/many?api-version=1")
+        .await
+        .expect_err("too many");
+    assert_eq!(error.code(), Some("InvalidResponse"));
+    assert!(error.to_string().contains("more than 10 items"), "{error}");
+    assert_eq!(mock.count("GET", "/many"), 4, "stops at the page that passes the limit");
 }

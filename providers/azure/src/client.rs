@@ -438,13 +438,7 @@ impl ArmClient {
                     what,
                 });
             }
-            let error = arm_error(
-                status,
-                &headers,
-                &bytes,
-                &what,
-                self.retry.max_retry_after,
-            );
+            let error = arm_error(status, &headers, &bytes, &what, self.retry.max_retry_after);
             if status == StatusCode::UNAUTHORIZED && !refreshed && token_expired(&headers, &error) {
                 tracing::debug!(request = %what, "the ARM token expired; getting a new one");
                 refreshed = true;

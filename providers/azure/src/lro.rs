@@ -71,7 +71,9 @@ impl Deadline {
     fn new(policy: &PollPolicy) -> Self {
         let now = tokio::time::Instant::now();
         Self {
-            at: now.checked_add(policy.max_wait).unwrap_or(now + Duration::from_secs(365 * 24 * 60 * 60)),
+            at: now
+                .checked_add(policy.max_wait)
+                .unwrap_or(now + Duration::from_secs(365 * 24 * 60 * 60)),
             max_wait: policy.max_wait,
         }
     }
@@ -221,7 +223,9 @@ pub fn job_error(job: &Job) -> ProviderError {
                 .unwrap_or("no description");
             return ProviderError::permanent(
                 Some("JobSuspended".to_string()),
-                format!("ASR job `{name}`{scenario}{target} is suspended and needs a person to act in ASR: {reason}"),
+                format!(
+                    "ASR job `{name}`{scenario}{target} is suspended and needs a person to act in ASR: {reason}"
+                ),
             );
         }
         _ => {}
@@ -250,7 +254,9 @@ pub async fn wait(
     let deadline = Deadline::new(policy);
     let mut retry_after = operation.retry_after;
     loop {
-        deadline.sleep(policy.wait(retry_after), &operation.job).await?;
+        deadline
+            .sleep(policy.wait(retry_after), &operation.job)
+            .await?;
         let response = match client.get(&path).await {
             Ok(response) => response,
             Err(error) if error.is_transient() => return Err(error),
@@ -299,7 +305,9 @@ async fn follow_header(
     let mut first = true;
     loop {
         if !first {
-            deadline.sleep(policy.wait(retry_after), &operation.job).await?;
+            deadline
+                .sleep(policy.wait(retry_after), &operation.job)
+                .await?;
         }
         first = false;
         if let Some(url) = &operation.async_operation {

@@ -199,10 +199,7 @@ impl AzureProvider {
     /// `failed-back` during the failback itself), so the stage is judged only afterwards.
     /// It also keeps a second POST from racing a job the first one started but the job list
     /// does not show yet.
-    async fn settled_item(
-        &self,
-        machine: &str,
-    ) -> Result<ReplicationProtectedItem, ProviderError> {
+    async fn settled_item(&self, machine: &str) -> Result<ReplicationProtectedItem, ProviderError> {
         let mut awaited: Vec<String> = Vec::new();
         loop {
             let item = self.item(machine).await?;
@@ -323,7 +320,12 @@ fn jobs_path(config: &AzureConfig) -> String {
 /// The name of the job running on an item (`currentScenario.jobId`, an ARM id or a bare
 /// name), if any.
 pub fn running_job(item: &ReplicationProtectedItem) -> Option<String> {
-    let id = item.properties.current_scenario.as_ref()?.job_id.as_deref()?;
+    let id = item
+        .properties
+        .current_scenario
+        .as_ref()?
+        .job_id
+        .as_deref()?;
     id.trim_end_matches('/')
         .rsplit('/')
         .next()

@@ -381,7 +381,9 @@ async fn a_redirect_is_not_followed() {
             Canned::empty(307).header("Location", &elsewhere)
         });
     }
-    mock.on("GET", "/elsewhere", |_| Canned::json(200, json!({"value": []})));
+    mock.on("GET", "/elsewhere", |_| {
+        Canned::json(200, json!({"value": []}))
+    });
     mock.on("POST", "/elsewhere", |_| Canned::json(200, json!({})));
     let http = lifeboat_provider_azure::config::http_client().expect("the client");
 
@@ -445,7 +447,10 @@ async fn oversized_bodies_and_lists_are_refused() {
         .expect_err("too large");
     assert!(!error.is_transient());
     assert_eq!(error.code(), Some("InvalidResponse"));
-    assert!(error.to_string().contains("larger than 1024 bytes"), "{error}");
+    assert!(
+        error.to_string().contains("larger than 1024 bytes"),
+        "{error}"
+    );
 
     let error = client
         .list::<Value>("/many?api-version=1")
@@ -453,5 +458,9 @@ async fn oversized_bodies_and_lists_are_refused() {
         .expect_err("too many");
     assert_eq!(error.code(), Some("InvalidResponse"));
     assert!(error.to_string().contains("more than 10 items"), "{error}");
-    assert_eq!(mock.count("GET", "/many"), 4, "stops at the page that passes the limit");
+    assert_eq!(
+        mock.count("GET", "/many"),
+        4,
+        "stops at the page that passes the limit"
+    );
 }

@@ -312,7 +312,10 @@ async fn child_step() {
             let credential =
                 Credential::pinned(CredentialKind::ClientSecret, http_client().expect("client"));
             let scope = "https://management.azure.com/.default";
-            credential.token(scope, false).await.expect("the first token");
+            credential
+                .token(scope, false)
+                .await
+                .expect("the first token");
             println!("step renewal: ok first");
             for (what, refresh) in [("renewal", false), ("fresh", true)] {
                 let error = credential

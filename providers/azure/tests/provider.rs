@@ -825,12 +825,11 @@ async fn a_failed_job_running_on_the_item_is_reported_when_it_is_this_operations
         },
     )
     .await;
-    vault.jobs.lock().expect("jobs").push(job(
-        "job-1",
-        "lb-15-0",
-        "InProgress",
-        None,
-    ));
+    vault
+        .jobs
+        .lock()
+        .expect("jobs")
+        .push(job("job-1", "lb-15-0", "InProgress", None));
     let error = provider(&vault)
         .run(&operation("lb-15-0", "web-01", OperationKind::Reprotect))
         .await

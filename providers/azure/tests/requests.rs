@@ -54,7 +54,8 @@ fn settings() -> ReprotectSettings {
 
 fn reprotect_body() -> Value {
     let (fabrics, policies) = (fabrics(), policies());
-    let resolver = Resolver::new(&fabrics, &policies, "cs-fabric-1").expect("a configuration server");
+    let resolver =
+        Resolver::new(&fabrics, &policies, "cs-fabric-1").expect("a configuration server");
     let ids = resolver
         .reprotect(&settings())
         .expect("resolvable settings");
@@ -238,7 +239,8 @@ fn paths_follow_paths_md() {
 #[test]
 fn the_resolver_refuses_names_the_vault_does_not_have() {
     let (fabrics, policies) = (fabrics(), policies());
-    let resolver = Resolver::new(&fabrics, &policies, "cs-fabric-1").expect("a configuration server");
+    let resolver =
+        Resolver::new(&fabrics, &policies, "cs-fabric-1").expect("a configuration server");
     let with = |change: fn(&mut ReprotectSettings)| {
         let mut settings = settings();
         change(&mut settings);
@@ -275,7 +277,8 @@ fn the_resolver_refuses_names_the_vault_does_not_have() {
             p
         }))
         .collect();
-    let resolver = Resolver::new(&fabrics, &two_inmage, "cs-fabric-1").expect("a configuration server");
+    let resolver =
+        Resolver::new(&fabrics, &two_inmage, "cs-fabric-1").expect("a configuration server");
     assert_eq!(
         resolver.failback_policy_id("auto"),
         Err(ResolveError::AutoPolicy(3)),

@@ -265,7 +265,10 @@ fn master_target_healthy(mt: &MasterTargetServer, now: Timestamp) -> Option<bool
         return Some(false);
     }
     let lists = [&mt.health_errors, &mt.validation_errors];
-    if lists.iter().any(|l| l.as_ref().is_some_and(|l| !l.is_empty())) {
+    if lists
+        .iter()
+        .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
+    {
         return Some(false);
     }
     lists.iter().any(|l| l.is_some()).then_some(true)

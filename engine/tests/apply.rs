@@ -790,6 +790,31 @@ async fn retry_after_does_not_extend_the_deadline() {
     );
 }
 
+/// A provider may ask for any `Retry-After`; a huge one after a short one must end the
+/// retries at the deadline, not overflow the executor's running total.
+#[tokio::test(start_paused = true)]
+async fn a_huge_retry_after_fails_at_the_deadline_without_overflow() {
+    let plan = build("reprotected", &independent_machines(1));
+    let mut fake = Fake::default();
+    fake.fail(
+        "m0",
+        OperationKind::Reprotect,
+        ProviderError::transient(Some("429".to_string()), "throttled")
+            .with_retry_after(Duration::from_secs(1)),
+    );
+    fake.fail_forever(
+        "m0",
+        OperationKind::Reprotect,
+        ProviderError::transient(Some("429".to_string()), "throttled")
+            .with_retry_after(Duration::MAX),
+    );
+    let (outcome, fake) = execute(&plan, fake, &deadline_options()).await;
+
+    assert_eq!(outcome.failed_ids(), ["reprotect machine.m0"]);
+    assert!(outcome.error_of("reprotect machine.m0").is_transient());
+    assert_eq!(fake.calls_to("m0", OperationKind::Reprotect).len(), 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. A permanent failure skips its dependents and nothing else
 // ---------------------------------------------------------------------------------------------

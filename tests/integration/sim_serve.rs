@@ -112,7 +112,7 @@ fn sim_serve_prints_the_ready_line_and_issues_tokens() {
             ("grant_type", "client_credentials"),
             ("client_id", "22222222-2222-2222-2222-222222222222"),
             ("client_secret", "sim-secret"),
-            ("scope", "https://management.azure.com/.default"),
+            ("scope", &format!("{url}/.default")),
         ])
         .send()
         .expect("the token endpoint answers");

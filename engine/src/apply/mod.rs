@@ -431,7 +431,9 @@ async fn run_one(
         // the deadline, whatever the provider asks for.
         .adjust(move |error, delay| {
             let wait = error.retry_after.unwrap_or(delay?);
-            waited += wait;
+            // `Retry-After` comes from the provider, so it can be any size: saturate rather
+            // than overflow, and a huge one simply passes the deadline.
+            waited = waited.saturating_add(wait);
             (waited <= options.retry.deadline).then_some(wait)
         })
         .notify(|error, wait| {
@@ -439,7 +441,7 @@ async fn run_one(
                 change: change.id.clone(),
                 code: error.code.clone(),
                 message: error.message.clone(),
-                wait_ms: wait.as_millis() as u64,
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             })
         })
         .await;

@@ -3,24 +3,24 @@
 //!
 //! Every type is lenient on purpose: no `deny_unknown_fields` (ARM adds fields in new
 //! api-versions and the provider must keep reading them), and every field the definitions do
-//! not mark required is an `Option` or defaults to empty. Only the fields the provider uses
+//! not mark required is an `Option` or defaults to empty, also when it arrives as `null`. Only the fields the provider uses
 //! are declared; serde ignores the rest.
 //!
 //! Polymorphic parts (`providerSpecificDetails`, `customDetails`) are parsed in two steps:
 //! first as JSON, then by `instanceType` into the subtype the provider knows, or into `Other`
 //! which keeps the `instanceType` so a caller can say what it got instead of failing.
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// One page of an ARM list (`…Collection`): `value` plus `nextLink` when there are more pages.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Page<T> {
     /// Required by the definitions; a missing `value` is an empty page rather than an error,
     /// because an empty collection is what such a page means.
-    #[serde(default = "Vec::new")]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub value: Vec<T>,
     /// The absolute URL of the next page; `None` on the last page.
     #[serde(default)]
@@ -29,7 +29,10 @@ pub struct Page<T> {
 
 /// The fields every ARM resource has (`Resource`/`ProxyResource`), plus its `properties`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(
+    rename_all = "camelCase",
+    bound(deserialize = "P: Deserialize<'de> + Default")
+)]
 pub struct Resource<P> {
     #[serde(default)]
     pub id: Option<String>,
@@ -39,8 +42,9 @@ pub struct Resource<P> {
     pub kind: Option<String>,
     #[serde(default)]
     pub location: Option<String>,
-    /// Optional in the definitions; a resource without it is read as one with no properties.
-    #[serde(default)]
+    /// Optional in the definitions; a resource without it (or with `null`) is read as one with
+    /// no properties.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub properties: P,
 }
 
@@ -64,11 +68,11 @@ pub struct ReplicationProtectedItemProperties {
     pub protection_state_description: Option<String>,
     /// The operations ASR allows now (`ReplicationProtectedItemOperation` values:
     /// `ReverseReplicate`, `Commit`, `PlannedFailover`, `UnplannedFailover`, `Failback`, …).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub allowed_operations: Vec<String>,
     pub replication_health: Option<String>,
     pub failover_health: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub health_errors: Vec<HealthError>,
     pub policy_id: Option<String>,
     pub policy_friendly_name: Option<String>,
@@ -139,9 +143,9 @@ pub struct InMageAzureV2ReplicationDetails {
     pub source_vm_ram_size_in_mb: Option<u64>,
     /// `vCenter` or `physical`.
     pub discovery_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protected_disks: Vec<ProtectedDiskDetails>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub datastores: Vec<String>,
     pub target_vm_id: Option<String>,
     pub recovery_azure_vm_name: Option<String>,
@@ -162,9 +166,9 @@ pub struct InMageReplicationDetails {
     #[serde(rename = "sourceVmRamSizeInMB")]
     pub source_vm_ram_size_in_mb: Option<u64>,
     pub discovery_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protected_disks: Vec<ProtectedDiskDetails>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub datastores: Vec<String>,
     pub last_heartbeat: Option<String>,
 }
@@ -204,7 +208,7 @@ pub struct HealthError {
 pub struct FabricProperties {
     pub friendly_name: Option<String>,
     pub health: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub health_error_details: Vec<HealthError>,
     pub custom_details: Option<FabricSpecificDetails>,
 }
@@ -245,11 +249,11 @@ impl TryFrom<Value> for FabricSpecificDetails {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VMwareDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub process_servers: Vec<ProcessServer>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub master_target_servers: Vec<MasterTargetServer>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub run_as_accounts: Vec<RunAsAccount>,
     pub host_name: Option<String>,
     pub ip_address: Option<String>,
@@ -347,11 +351,11 @@ pub struct JobProperties {
     /// Kept as text; [`JobProperties::job_state`] reads it.
     pub state: Option<String>,
     pub state_description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub errors: Vec<JobErrorDetails>,
     pub start_time: Option<String>,
     pub end_time: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub allowed_actions: Vec<String>,
     pub target_object_id: Option<String>,
     pub target_object_name: Option<String>,
@@ -379,15 +383,20 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Case-insensitive, and both spellings of cancelled count: the definitions say
+    /// `Cancelled`, while ARM's async-operation statuses say `Canceled`.
     pub fn parse(state: Option<&str>) -> Self {
-        match state {
-            Some("NotStarted") => Self::NotStarted,
-            Some("InProgress") => Self::InProgress,
-            Some("Succeeded") => Self::Succeeded,
-            Some("Failed") => Self::Failed,
-            Some("Cancelled") => Self::Cancelled,
-            Some("Suspended") => Self::Suspended,
-            other => Self::Other(other.map(str::to_string)),
+        let Some(text) = state else {
+            return Self::Other(None);
+        };
+        match text.trim().to_ascii_lowercase().as_str() {
+            "notstarted" => Self::NotStarted,
+            "inprogress" => Self::InProgress,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" | "canceled" => Self::Cancelled,
+            "suspended" => Self::Suspended,
+            _ => Self::Other(Some(text.to_string())),
         }
     }
 
@@ -417,8 +426,7 @@ impl JobErrorDetails {
             .or_else(|| {
                 self.provider_error_details
                     .as_ref()
-                    .and_then(|e| e.error_code)
-                    .map(|code| code.to_string())
+                    .and_then(|e| e.error_code.clone())
             })
     }
 
@@ -449,7 +457,9 @@ pub struct ServiceError {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderErrorDetails {
-    pub error_code: Option<i64>,
+    /// An integer in the definitions, but sent as a string by some services: either is read.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub error_id: Option<String>,
     pub possible_causes: Option<String>,
@@ -484,8 +494,33 @@ pub struct ErrorDetail {
     pub code: Option<String>,
     pub message: Option<String>,
     pub target: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub details: Vec<ErrorDetail>,
+}
+
+/// Reads JSON `null` as the type's default: ARM services send `null` for an empty array
+/// where the definitions say "array", and one such field must not fail a whole page.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A code that may come as a JSON number or a string (`null` is none).
+fn string_or_number<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(code)) => Ok(Some(code)),
+        Some(Value::Number(code)) => Ok(Some(code.to_string())),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "`errorCode` is neither a number nor a string: {other}"
+        ))),
+    }
 }
 
 fn instance_type(value: &Value) -> Result<String, String> {
@@ -500,4 +535,75 @@ fn subtype<T: DeserializeOwned>(value: Value, kind: &str) -> Result<Box<T>, Stri
     serde_json::from_value(value)
         .map(Box::new)
         .map_err(|error| format!("`{kind}` details: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn null_arrays_read_as_empty() {
+        let page: Page<ReplicationProtectedItem> = serde_json::from_value(json!({
+            "value": [{
+                "name": "web-01-item",
+                "properties": {
+                    "friendlyName": "web-01",
+                    "allowedOperations": null,
+                    "healthErrors": null,
+                    "providerSpecificDetails": {
+                        "instanceType": "InMage",
+                        "protectedDisks": null,
+                        "datastores": null,
+                    },
+                },
+            }, {"name": "bare", "properties": null}],
+            "nextLink": null,
+        }))
+        .expect("nulls are empty");
+        assert_eq!(page.value.len(), 2);
+        assert!(page.value[0].properties.allowed_operations.is_empty());
+        assert!(page.value[1].properties.friendly_name.is_none());
+
+        let page: Page<Fabric> = serde_json::from_value(json!({"value": null})).expect("page");
+        assert!(page.value.is_empty());
+        let fabric: Fabric = serde_json::from_value(json!({
+            "properties": {
+                "healthErrorDetails": null,
+                "customDetails": {
+                    "instanceType": "VMware",
+                    "processServers": null,
+                    "masterTargetServers": null,
+                    "runAsAccounts": null,
+                },
+            },
+        }))
+        .expect("fabric");
+        assert!(matches!(
+            fabric.properties.custom_details,
+            Some(FabricSpecificDetails::VMware(_))
+        ));
+    }
+
+    #[test]
+    fn job_errors_and_codes_as_numbers_strings_or_null() {
+        let job: Job = serde_json::from_value(json!({
+            "name": "job-1",
+            "properties": {
+                "state": "Failed",
+                "allowedActions": null,
+                "errors": [
+                    {"providerErrorDetails": {"errorCode": "78093", "errorMessage": "hung"}},
+                    {"providerErrorDetails": {"errorCode": 8061}},
+                    {"providerErrorDetails": {"errorCode": null}},
+                ],
+            },
+        }))
+        .expect("job");
+        let codes: Vec<Option<String>> = job.properties.errors.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, [Some("78093".into()), Some("8061".into()), None]);
+        let job: Job =
+            serde_json::from_value(json!({"properties": {"errors": null}})).expect("job");
+        assert!(job.properties.errors.is_empty());
+    }
 }

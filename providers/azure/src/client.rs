@@ -8,7 +8,9 @@
 //!   when it sends one, up to [`RetryPolicy::max_retries`]; then the error reaches the
 //!   engine as transient, with ARM's code. A POST is retried here only when ARM cannot have
 //!   acted on it (429, or no connection at all); after a 5xx or a lost answer it goes back to
-//!   the engine, whose next `run` looks for the job first, so an action is never sent twice.
+//!   the engine, whose next `run` awaits the item's running job and looks for the job by
+//!   operation id before sending again (a second POST is still possible when ASR shows the
+//!   first job nowhere yet; ASR then answers 409, which is transient).
 //! - 409 (another job runs on the item) is transient for the engine; a POST refused so is not
 //!   retried here.
 //! - Other 4xx are permanent, with ARM's code and message.
@@ -35,6 +37,27 @@ use crate::credential::TokenSource;
 
 /// The most pages one list may have: a guard against a server that never stops paging.
 pub const MAX_PAGES: usize = 10_000;
+
+/// How much the client reads, so a broken or hostile server cannot exhaust memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest body of one answer. A page of 100 protected items is well under 1 MiB.
+    pub max_body_bytes: usize,
+    /// The most items one list may collect over all its pages.
+    pub max_items: usize,
+    /// The most pages one list may have.
+    pub max_pages: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_items: 1_000_000,
+            max_pages: MAX_PAGES,
+        }
+    }
+}
 
 /// How ARM requests are retried inside the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +159,7 @@ pub struct ArmClient {
     scope: String,
     tokens: Arc<dyn TokenSource>,
     retry: RetryPolicy,
+    limits: Limits,
 }
 
 impl fmt::Debug for ArmClient {
@@ -163,7 +187,14 @@ impl ArmClient {
             scope,
             tokens,
             retry,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same client with other read limits (tests).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn endpoint(&self) -> &Url {
@@ -221,16 +252,30 @@ impl ArmClient {
                     ),
                 ));
             }
-            if seen.len() > MAX_PAGES {
+            if seen.len() > self.limits.max_pages {
                 return Err(ProviderError::permanent(
                     Some("InvalidResponse".to_string()),
-                    format!("GET `{}` has more than {MAX_PAGES} pages", url.path()),
+                    format!(
+                        "GET `{}` has more than {} pages",
+                        url.path(),
+                        self.limits.max_pages
+                    ),
                 ));
             }
             let page: Page<T> = self
                 .send_retried(Method::GET, &url, None, None, true)
                 .await?
                 .json()?;
+            if items.len().saturating_add(page.value.len()) > self.limits.max_items {
+                return Err(ProviderError::permanent(
+                    Some("InvalidResponse".to_string()),
+                    format!(
+                        "GET `{}` lists more than {} items",
+                        url.path(),
+                        self.limits.max_items
+                    ),
+                ));
+            }
             items.extend(page.value);
             next = match page.next_link.filter(|link| !link.is_empty()) {
                 Some(link) => Some(self.url(&link)?),
@@ -370,22 +415,21 @@ impl ArmClient {
                 x_ms_correlation_request_id = correlation_id,
                 "ARM answered"
             );
-            let bytes = match response.bytes().await {
-                Ok(bytes) => bytes.to_vec(),
-                Err(error) => {
-                    return Err(Failure {
-                        not_acted: false,
-                        error: ProviderError::transient(
-                            Some("ConnectionFailed".to_string()),
-                            format!(
-                                "{what}: the answer broke off (HTTP {}): {}",
-                                status.as_u16(),
-                                error.without_url()
-                            ),
+            let bytes = read_body(response, self.limits.max_body_bytes, &what, status).await?;
+            if status.is_redirection() {
+                // The HTTP client follows no redirect (`config::http_client`): the token must
+                // not go anywhere but the configured endpoint.
+                return Err(Failure {
+                    not_acted: false,
+                    error: ProviderError::permanent(
+                        Some("UnexpectedRedirect".to_string()),
+                        format!(
+                            "{what} was answered with a redirect (HTTP {}), which is not followed so the token is not sent elsewhere",
+                            status.as_u16()
                         ),
-                    });
-                }
-            };
+                    ),
+                });
+            }
             if status.is_success() {
                 return Ok(ArmResponse {
                     status,
@@ -394,7 +438,7 @@ impl ArmClient {
                     what,
                 });
             }
-            let error = arm_error(status, &headers, &bytes, &what);
+            let error = arm_error(status, &headers, &bytes, &what, self.retry.max_retry_after);
             if status == StatusCode::UNAUTHORIZED && !refreshed && token_expired(&headers, &error) {
                 tracing::debug!(request = %what, "the ARM token expired; getting a new one");
                 refreshed = true;
@@ -404,6 +448,56 @@ impl ArmClient {
                 not_acted: status == StatusCode::TOO_MANY_REQUESTS,
                 error,
             });
+        }
+    }
+}
+
+/// Reads a body in chunks, refusing one larger than `max` before it is all in memory.
+async fn read_body(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+    status: StatusCode,
+) -> Result<Vec<u8>, Failure> {
+    let too_large = || Failure {
+        not_acted: false,
+        error: ProviderError::permanent(
+            Some("InvalidResponse".to_string()),
+            format!(
+                "the answer to {what} (HTTP {}) is larger than {max} bytes",
+                status.as_u16()
+            ),
+        ),
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len().saturating_add(chunk.len()) > max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(error) => {
+                return Err(Failure {
+                    not_acted: false,
+                    error: ProviderError::transient(
+                        Some("ConnectionFailed".to_string()),
+                        format!(
+                            "{what}: the answer broke off (HTTP {}): {}",
+                            status.as_u16(),
+                            error.without_url()
+                        ),
+                    ),
+                });
+            }
         }
     }
 }
@@ -418,12 +512,14 @@ fn token_expired(headers: &HeaderMap, error: &ProviderError) -> bool {
 }
 
 /// An ARM error answer as a [`ProviderError`]: 429, 5xx and 409 are transient (throttling, a
-/// server error, another job on the item), every other status permanent.
+/// server error, another job on the item), every other status permanent. `Retry-After` is
+/// cut to `max_retry_after`, because the error leaves the client and the engine waits it.
 pub(crate) fn arm_error(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     what: &str,
+    max_retry_after: Duration,
 ) -> ProviderError {
     let detail = serde_json::from_slice::<CloudError>(body)
         .ok()
@@ -454,7 +550,39 @@ pub(crate) fn arm_error(
         ProviderError::permanent(Some(code), message)
     };
     match retry_after(headers) {
-        Some(after) if transient => error.with_retry_after(after),
+        Some(after) if transient => error.with_retry_after(after.min(max_retry_after)),
         _ => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_leaving_the_client_is_capped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        let error = arm_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            b"{}",
+            "GET `/x`",
+            Duration::from_secs(120),
+        );
+        assert!(error.is_transient());
+        assert_eq!(error.retry_after, Some(Duration::from_secs(120)));
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+        let error = arm_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &headers,
+            b"{}",
+            "GET `/x`",
+            Duration::from_secs(120),
+        );
+        assert_eq!(error.retry_after, Some(Duration::from_secs(7)));
     }
 }

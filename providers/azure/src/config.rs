@@ -137,12 +137,13 @@ pub fn is_loopback(url: &Url) -> bool {
 /// Parses `resource_manager_endpoint`: HTTPS, or HTTP on loopback only, because the bearer
 /// token travels in every request.
 pub fn endpoint_url(value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|e| ConfigError::NotAUrl(value.into(), e.to_string()))?;
+    let url = Url::parse(value)
+        .map_err(|e| ConfigError::NotAUrl(without_userinfo(value), e.to_string()))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
-        "http" => return Err(ConfigError::NotHttps(value.into())),
-        _ => return Err(ConfigError::Scheme(value.into())),
+        "http" => return Err(ConfigError::NotHttps(without_userinfo(value))),
+        _ => return Err(ConfigError::Scheme(without_userinfo(value))),
     }
     if !url.username().is_empty()
         || url.password().is_some()
@@ -150,15 +151,31 @@ pub fn endpoint_url(value: &str) -> Result<Url, ConfigError> {
         || url.fragment().is_some()
         || !url.path().trim_end_matches('/').is_empty()
     {
-        return Err(ConfigError::NotBare(value.into()));
+        return Err(ConfigError::NotBare(without_userinfo(value)));
     }
     Ok(url)
+}
+
+/// The endpoint as written, with any `user:password@` replaced by `***@`, for messages: the
+/// value is refused, but what it carries may be a real password. Done on the text, because a
+/// value that does not parse as a URL can still carry one.
+fn without_userinfo(value: &str) -> String {
+    let Some(scheme_end) = value.find("://").map(|i| i + 3) else {
+        return value.to_string();
+    };
+    let authority_end = value[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(value.len(), |i| scheme_end + i);
+    match value[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &value[..scheme_end], &value[scheme_end + at..]),
+        None => value.to_string(),
+    }
 }
 
 /// The one HTTP client for ARM and for the token requests (passed to `azure_identity` as its
 /// transport), so both trust the same roots: the platform's, plus every certificate of the
 /// PEM file named by `SSL_CERT_FILE` (the OpenSSL/curl convention; `sim serve` writes its
-/// self-signed certificate there).
+/// self-signed certificate there). It follows no redirect.
 pub fn http_client() -> Result<reqwest::Client, ConfigError> {
     let extra = match std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
         Some(path) => extra_roots(&PathBuf::from(path))?,
@@ -169,6 +186,10 @@ pub fn http_client() -> Result<reqwest::Client, ConfigError> {
         // A hung connection must not hang `apply`: ARM answers within seconds.
         .connect_timeout(std::time::Duration::from_secs(30))
         .timeout(std::time::Duration::from_secs(120))
+        // No redirect is followed: reqwest would carry the bearer token, or re-send a token
+        // request's form with `client_secret` on 307/308, to wherever ARM or the token
+        // endpoint pointed. Neither redirects in normal operation, so a 3xx is an error.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| ConfigError::Client(e.to_string()))
 }
@@ -217,6 +238,23 @@ mod tests {
             endpoint_url("not a url"),
             Err(ConfigError::NotAUrl(..))
         ));
+    }
+
+    #[test]
+    fn refused_endpoints_do_not_repeat_a_password() {
+        for value in [
+            "https://admin:hunter2-pw@management.azure.com",
+            "https://admin:hunter2-pw@management.azure.com/path",
+            "http://admin:hunter2-pw@management.azure.com",
+            "ftp://admin:hunter2-pw@x",
+            "https://admin:hunter2-pw@exa mple.com",
+        ] {
+            let error = endpoint_url(value).expect_err("refused");
+            let text = format!("{error} {error:?}");
+            assert!(!text.contains("hunter2-pw"), "{text}");
+            assert!(!text.contains("admin"), "{text}");
+            assert!(text.contains("***@"), "{text}");
+        }
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! endpoint), workload identity (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
 //! `AZURE_FEDERATED_TOKEN_FILE`), managed identity, the Azure CLI. The first source that
 //! yields a token is kept for the rest of the run. When every source fails, the error says
-//! what each one answered.
+//! what each one answered, and is permanent: nothing will change by waiting. Once a source
+//! has given a token, its later failures (a network blip, a timeout, a 5xx of the token
+//! endpoint while renewing) are transient, so a long failback is retried rather than
+//! aborted by one bad renewal.
 //!
 //! Secrets: tokens stay in [`azure_core::credentials::Secret`] (whose `Debug` prints
 //! `Secret`) until they are written into the `Authorization` header, which is marked
@@ -52,7 +55,9 @@ impl CredentialKind {
     }
 
     /// How long the chain waits for this source before trying the next one. Managed identity
-    /// is probed with a short limit because off Azure its endpoint may not answer at all.
+    /// is probed with a short limit because off Azure its endpoint may not answer at all. The
+    /// limit applies only while walking the chain: a source already chosen is known to work
+    /// and gets the HTTP client's own timeouts.
     fn probe_timeout(self) -> Duration {
         match self {
             Self::ManagedIdentity => Duration::from_secs(5),
@@ -239,10 +244,11 @@ impl Credential {
         kind: CredentialKind,
         credential: &Arc<dyn TokenCredential>,
         scope: &str,
+        probing: bool,
     ) -> Result<Token, String> {
         let scopes = [scope];
         let request = credential.get_token(&scopes, None);
-        let answer = if self.pinned {
+        let answer = if self.pinned || !probing {
             request.await
         } else {
             match tokio::time::timeout(kind.probe_timeout(), request).await {
@@ -292,9 +298,9 @@ impl TokenSource for Credential {
                 credential
             };
             return self
-                .get(kind, &credential, scope)
+                .get(kind, &credential, scope, false)
                 .await
-                .map_err(|reason| auth_error(kind, &reason));
+                .map_err(|reason| renewal_error(kind, &reason));
         }
         self.walk(scope).await
     }
@@ -307,7 +313,7 @@ impl Credential {
         for &kind in &self.kinds {
             let attempt = match self.build(kind) {
                 Ok(credential) => self
-                    .get(kind, &credential, scope)
+                    .get(kind, &credential, scope, true)
                     .await
                     .map(|token| (token, credential)),
                 Err(reason) => Err(reason),
@@ -345,6 +351,17 @@ impl Credential {
     }
 }
 
+/// A source that already gave a token in this run failed to give another: most likely the
+/// token endpoint or the network failed for a moment, so the engine retries the operation.
+fn renewal_error(kind: CredentialKind, reason: &str) -> ProviderError {
+    ProviderError::transient(
+        Some("CredentialUnavailable".to_string()),
+        format!("the `{kind}` credential, which gave a token earlier, gave none now: {reason}"),
+    )
+}
+
+/// Rebuilding a chosen source failed: its settings are gone (an environment variable), which
+/// waiting does not fix.
 fn auth_error(kind: CredentialKind, reason: &str) -> ProviderError {
     ProviderError::permanent(
         Some("CredentialUnavailable".to_string()),

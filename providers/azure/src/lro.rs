@@ -10,6 +10,11 @@
 //! - Between polls the client waits `Retry-After` (integer seconds; 0 means "now", made
 //!   [`PollPolicy::floor`] so a server cannot make it spin), or [`PollPolicy::default_interval`]
 //!   when there is none, never more than [`PollPolicy::max_interval`].
+//! - One operation is followed for at most [`PollPolicy::max_wait`]: the engine puts no
+//!   deadline on `run`, so a job that never ends (stuck in `NotStarted`, or reporting no state)
+//!   would otherwise hold the failback forever. Running out is a transient `JobTimeout`, so a
+//!   later `run` with the same operation id picks the job up again.
+//! - `Suspended` is permanent: ASR suspends a job when it needs a person to act.
 
 use std::time::Duration;
 
@@ -31,6 +36,8 @@ pub struct PollPolicy {
     pub floor: Duration,
     /// The longest wait, whatever `Retry-After` says: a job that ends is noticed soon.
     pub max_interval: Duration,
+    /// The longest one operation is followed before giving up with a transient `JobTimeout`.
+    pub max_wait: Duration,
 }
 
 impl Default for PollPolicy {
@@ -39,6 +46,8 @@ impl Default for PollPolicy {
             default_interval: Duration::from_secs(10),
             floor: Duration::from_millis(100),
             max_interval: Duration::from_secs(60),
+            // ASR jobs can run for hours; a day is far beyond any healthy failback job.
+            max_wait: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -48,6 +57,50 @@ impl PollPolicy {
         retry_after
             .unwrap_or(self.default_interval)
             .clamp(self.floor, self.max_interval.max(self.floor))
+    }
+}
+
+/// When following one operation must stop.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    max_wait: Duration,
+}
+
+impl Deadline {
+    fn new(policy: &PollPolicy) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            at: now
+                .checked_add(policy.max_wait)
+                .unwrap_or(now + Duration::from_secs(365 * 24 * 60 * 60)),
+            max_wait: policy.max_wait,
+        }
+    }
+
+    /// Sleeps `wait`, or returns the timeout error when the deadline comes first.
+    async fn sleep(&self, wait: Duration, job: &str) -> Result<(), ProviderError> {
+        let now = tokio::time::Instant::now();
+        if now >= self.at {
+            return Err(self.error(job));
+        }
+        let left = self.at - now;
+        if wait >= left {
+            tokio::time::sleep(left).await;
+            return Err(self.error(job));
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    fn error(&self, job: &str) -> ProviderError {
+        ProviderError::transient(
+            Some("JobTimeout".to_string()),
+            format!(
+                "ASR job `{job}` has not ended after {}s; it is left running and looked for again on the next try",
+                self.max_wait.as_secs()
+            ),
+        )
     }
 }
 
@@ -153,11 +206,29 @@ pub fn job_error(job: &Job) -> ProviderError {
         .as_deref()
         .map(|s| format!(" ({s})"))
         .unwrap_or_default();
-    if props.job_state() == JobState::Cancelled {
-        return ProviderError::permanent(
-            Some("JobCancelled".to_string()),
-            format!("ASR job `{name}`{scenario}{target} was cancelled"),
-        );
+    match props.job_state() {
+        JobState::Cancelled => {
+            return ProviderError::permanent(
+                Some("JobCancelled".to_string()),
+                format!("ASR job `{name}`{scenario}{target} was cancelled"),
+            );
+        }
+        JobState::Suspended => {
+            // ASR suspends a job that waits for a person (a manual action in a recovery plan,
+            // or a step it cannot take alone); waiting longer does not help.
+            let reason = props
+                .state_description
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .unwrap_or("no description");
+            return ProviderError::permanent(
+                Some("JobSuspended".to_string()),
+                format!(
+                    "ASR job `{name}`{scenario}{target} is suspended and needs a person to act in ASR: {reason}"
+                ),
+            );
+        }
+        _ => {}
     }
     let first = props.errors.first();
     let code = first.and_then(|e| e.code());
@@ -180,9 +251,12 @@ pub async fn wait(
     policy: &PollPolicy,
 ) -> Result<(), ProviderError> {
     let path = job_path(vault, &operation.job, api_version);
+    let deadline = Deadline::new(policy);
     let mut retry_after = operation.retry_after;
     loop {
-        tokio::time::sleep(policy.wait(retry_after)).await;
+        deadline
+            .sleep(policy.wait(retry_after), &operation.job)
+            .await?;
         let response = match client.get(&path).await {
             Ok(response) => response,
             Err(error) if error.is_transient() => return Err(error),
@@ -195,13 +269,15 @@ pub async fn wait(
                     code = error.code().unwrap_or(""),
                     "the ASR job cannot be read; following the operation's own URL"
                 );
-                return follow_header(client, operation, policy).await;
+                return follow_header(client, operation, policy, &deadline).await;
             }
         };
         let job: Job = response.json()?;
         match job.properties.job_state() {
             JobState::Succeeded => return Ok(()),
-            JobState::Failed | JobState::Cancelled => return Err(job_error(&job)),
+            JobState::Failed | JobState::Cancelled | JobState::Suspended => {
+                return Err(job_error(&job));
+            }
             state => {
                 tracing::debug!(job = %operation.job, ?state, "ASR job still running");
                 retry_after = response.retry_after().or(retry_after);
@@ -223,20 +299,26 @@ async fn follow_header(
     client: &ArmClient,
     operation: &Operation,
     policy: &PollPolicy,
+    deadline: &Deadline,
 ) -> Result<(), ProviderError> {
     let mut retry_after = operation.retry_after;
     let mut first = true;
     loop {
         if !first {
-            tokio::time::sleep(policy.wait(retry_after)).await;
+            deadline
+                .sleep(policy.wait(retry_after), &operation.job)
+                .await?;
         }
         first = false;
         if let Some(url) = &operation.async_operation {
             let response = client.get(url.as_str()).await?;
             let status: OperationStatus = response.json()?;
-            match status.status.as_deref() {
-                Some("Succeeded") => return Ok(()),
-                Some(state @ ("Failed" | "Canceled" | "Cancelled")) => {
+            match (
+                JobState::parse(status.status.as_deref()),
+                status.status.as_deref(),
+            ) {
+                (JobState::Succeeded, _) => return Ok(()),
+                (JobState::Failed | JobState::Cancelled, Some(state)) => {
                     let detail = status.error.unwrap_or_default();
                     let reason = detail
                         .message

@@ -178,7 +178,7 @@ pub fn facts(
             .process_servers
             .iter()
             .find(|ps| ps.friendly_name.as_deref() == Some(request.process_server.as_str()))
-            .map(process_server);
+            .map(|ps| process_server(ps, now));
         for mt in &cs.master_target_servers {
             let Some(name) = mt.name.as_deref() else {
                 continue;
@@ -186,7 +186,7 @@ pub fn facts(
             if request.master_targets.iter().any(|n| n == name) {
                 facts
                     .master_targets
-                    .insert(name.to_string(), master_target(mt));
+                    .insert(name.to_string(), master_target(mt, now));
             }
             for ds in mt.data_stores.iter().flatten() {
                 if let Some(ds_name) = ds.symbolic_name.as_deref()
@@ -240,20 +240,45 @@ pub fn facts(
     Ok(facts)
 }
 
-fn process_server(ps: &ProcessServer) -> ProcessServerFacts {
-    let healthy = match ps.health.as_deref() {
-        Some("Normal") => Some(true),
-        Some("Warning" | "Critical") => Some(false),
-        _ => ps.health_errors.as_ref().map(Vec::is_empty),
+/// A process server is unhealthy when its heartbeat is stale (a server that stopped
+/// reporting also stopped reporting its errors), when `health` says `Warning` or `Critical`,
+/// or when it reports health errors; healthy when `health` is `Normal` or the error list is
+/// reported empty; unknown when ASR says nothing.
+fn process_server(ps: &ProcessServer, now: Timestamp) -> ProcessServerFacts {
+    let healthy = if fresh(ps.last_heartbeat.as_deref(), now) == Some(false) {
+        Some(false)
+    } else {
+        match ps.health.as_deref() {
+            Some("Normal") => Some(true),
+            Some("Warning" | "Critical") => Some(false),
+            _ => ps.health_errors.as_ref().map(Vec::is_empty),
+        }
     };
     ProcessServerFacts { healthy }
 }
 
-fn master_target(mt: &MasterTargetServer) -> MasterTargetFacts {
+/// A master target is unhealthy when its heartbeat is stale or it reports health or
+/// validation errors; healthy when at least one of those lists is reported, empty; unknown
+/// when ASR says nothing.
+fn master_target_healthy(mt: &MasterTargetServer, now: Timestamp) -> Option<bool> {
+    if fresh(mt.last_heartbeat.as_deref(), now) == Some(false) {
+        return Some(false);
+    }
+    let lists = [&mt.health_errors, &mt.validation_errors];
+    if lists
+        .iter()
+        .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
+    {
+        return Some(false);
+    }
+    lists.iter().any(|l| l.is_some()).then_some(true)
+}
+
+fn master_target(mt: &MasterTargetServer, now: Timestamp) -> MasterTargetFacts {
     MasterTargetFacts {
         os: mt.os_type.as_deref().and_then(parse_os),
         esxi_host: None,
-        healthy: mt.health_errors.as_ref().map(Vec::is_empty),
+        healthy: master_target_healthy(mt, now),
         snapshots: None,
         disks_attached: mt.disk_count,
         retention_volumes: mt.retention_volumes.as_ref().map(|volumes| {

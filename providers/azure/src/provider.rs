@@ -2,8 +2,9 @@
 //!
 //! - `refresh` lists the vault's fabrics, vCenters and protected items (vault-level lists,
 //!   every page) and maps them with [`crate::mapping::facts`].
-//! - `run` finds the item by `friendlyName`; if it already is at the operation's target stage
-//!   the operation is done. Otherwise, if a job whose `activityId` carries the operation id
+//! - `run` finds the item by `friendlyName` and, when a job runs on it
+//!   (`currentScenario.jobId`), awaits that job first; then, if the item is at the
+//!   operation's target stage, the operation is done. Otherwise, if a job whose `activityId` carries the operation id
 //!   exists (ASR records `x-ms-client-request-id` there), that job is awaited instead of
 //!   starting another; else the action is POSTed with `x-ms-client-request-id` = the
 //!   operation id and its job followed ([`crate::lro`]). A job that failed with a transient
@@ -123,7 +124,7 @@ impl AzureProvider {
     }
 
     /// The jobs started with this operation id, the most telling first: running, then
-    /// succeeded, then failed.
+    /// succeeded, then failed, each group newest first.
     async fn jobs_of(&self, id: &OperationId) -> Result<Vec<Job>, ProviderError> {
         let mut jobs: Vec<Job> = self
             .jobs()
@@ -136,10 +137,21 @@ impl AzureProvider {
                     .is_some_and(|activity| carries(activity, &id.0))
             })
             .collect();
-        jobs.sort_by_key(|job| match job.properties.job_state() {
-            JobState::Succeeded => 1,
-            JobState::Failed | JobState::Cancelled => 2,
-            _ => 0,
+        // Within a group the newest comes first: an older transient failure must not hide a
+        // newer permanent one (the retry that followed it). A job without a readable
+        // `startTime` comes last in its group.
+        jobs.sort_by_key(|job| {
+            let group = match job.properties.job_state() {
+                JobState::Succeeded => 1,
+                JobState::Failed | JobState::Cancelled | JobState::Suspended => 2,
+                _ => 0,
+            };
+            let started = job
+                .properties
+                .start_time
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            (group, std::cmp::Reverse(started))
         });
         Ok(jobs)
     }
@@ -178,6 +190,40 @@ impl AzureProvider {
                 "ASR listed a job without a name",
             )
         })?;
+        self.wait_for_job_named(name).await
+    }
+
+    /// The item, once no job that this call has not already awaited runs on it. While a job
+    /// runs, ASR empties `allowedOperations` and the stage rule can read the target stage too
+    /// early (an `InMage` item at VMware with neither `Commit` nor `ReverseReplicate` reads
+    /// `failed-back` during the failback itself), so the stage is judged only afterwards.
+    /// It also keeps a second POST from racing a job the first one started but the job list
+    /// does not show yet.
+    async fn settled_item(&self, machine: &str) -> Result<ReplicationProtectedItem, ProviderError> {
+        let mut awaited: Vec<String> = Vec::new();
+        loop {
+            let item = self.item(machine).await?;
+            let Some(job) = running_job(&item).filter(|job| !awaited.contains(job)) else {
+                return Ok(item);
+            };
+            tracing::debug!(%machine, %job, "a job runs on the item; awaiting it first");
+            match self.wait_for_job_named(job.clone()).await {
+                Ok(()) => {}
+                Err(error) if error.is_transient() => return Err(error),
+                // It ended badly, or cannot be read: whether it was this operation's job
+                // is decided below, by its `activityId`.
+                Err(error) => tracing::debug!(
+                    %machine,
+                    %job,
+                    code = error.code().unwrap_or(""),
+                    "the job on the item did not succeed"
+                ),
+            }
+            awaited.push(job);
+        }
+    }
+
+    async fn wait_for_job_named(&self, name: String) -> Result<(), ProviderError> {
         let operation = lro::Operation {
             job: name,
             async_operation: None,
@@ -223,7 +269,9 @@ impl AzureProvider {
                     )
                 })?;
                 let (fabrics, policies) = tokio::try_join!(self.fabrics(), self.policies())?;
-                let ids = Resolver::new(&fabrics, &policies)
+                // The item lives under its configuration server's fabric (its ARM id says
+                // which), so the ids come from the same configuration server as its facts.
+                let ids = Resolver::new(&fabrics, &policies, &at.fabric)
                     .and_then(|resolver| resolver.reprotect(settings))
                     .map_err(|e| {
                         ProviderError::permanent(Some("UnresolvedName".to_string()), e.to_string())
@@ -267,6 +315,22 @@ fn jobs_path(config: &AzureConfig) -> String {
         config.vault_id(),
         config.api_version
     )
+}
+
+/// The name of the job running on an item (`currentScenario.jobId`, an ARM id or a bare
+/// name), if any.
+pub fn running_job(item: &ReplicationProtectedItem) -> Option<String> {
+    let id = item
+        .properties
+        .current_scenario
+        .as_ref()?
+        .job_id
+        .as_deref()?;
+    id.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
 }
 
 /// Whether a job's `activityId` carries an operation id: ASR keeps the client request id
@@ -320,7 +384,7 @@ impl Provider for AzureProvider {
     }
 
     async fn run(&self, request: &OperationRequest) -> Result<OperationOutcome, ProviderError> {
-        let item = self.item(&request.machine).await?;
+        let item = self.settled_item(&request.machine).await?;
         let stage = mapping::stage(&item).map_err(|e| {
             ProviderError::permanent(Some("UnsupportedItem".to_string()), e.to_string())
         })?;
@@ -332,7 +396,7 @@ impl Provider for AzureProvider {
         if let Some(job) = jobs.first() {
             match job.properties.job_state() {
                 JobState::Succeeded => return Ok(done(request)),
-                JobState::Failed | JobState::Cancelled => {
+                JobState::Failed | JobState::Cancelled | JobState::Suspended => {
                     let error = lro::job_error(job);
                     if !error.is_transient() {
                         return Err(error);
@@ -377,7 +441,7 @@ impl Provider for AzureProvider {
             None => OperationStatus::Unknown,
             Some(job) => match job.properties.job_state() {
                 JobState::Succeeded => OperationStatus::Succeeded,
-                JobState::Failed | JobState::Cancelled => {
+                JobState::Failed | JobState::Cancelled | JobState::Suspended => {
                     OperationStatus::Failed(lro::job_error(job))
                 }
                 _ => OperationStatus::Running,

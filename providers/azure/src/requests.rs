@@ -246,8 +246,8 @@ pub fn reprotect_home(
 /// A name of the plan that does not resolve to an ARM id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    #[error("no configuration server (`VMware` fabric) in the vault")]
-    NoConfigurationServer,
+    #[error("the vault has no configuration server (`VMware` fabric) named `{0}`")]
+    NoConfigurationServer(String),
     #[error("master target `{0}` is not registered with the configuration server")]
     MasterTarget(String),
     #[error("master target `{0}` has no id")]
@@ -287,15 +287,28 @@ pub struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    /// Uses the first `VMware` fabric: lifeboat drives one configuration server per vault.
-    pub fn new(fabrics: &'a [Fabric], policies: &'a [Policy]) -> Result<Self, ResolveError> {
+    /// Uses the `VMware` fabric named `fabric`: its ARM `name` (any case, as ARM names are),
+    /// such as the fabric in the protected item's id, or its `friendlyName`, the configuration
+    /// server's name that the facts use. A vault can have several configuration servers, and
+    /// the first one found may not be the one whose facts were checked.
+    pub fn new(
+        fabrics: &'a [Fabric],
+        policies: &'a [Policy],
+        fabric: &str,
+    ) -> Result<Self, ResolveError> {
         let cs = fabrics
             .iter()
-            .find_map(|fabric| match &fabric.properties.custom_details {
+            .filter(|f| {
+                f.name
+                    .as_deref()
+                    .is_some_and(|name| name.eq_ignore_ascii_case(fabric))
+                    || f.properties.friendly_name.as_deref() == Some(fabric)
+            })
+            .find_map(|f| match &f.properties.custom_details {
                 Some(FabricSpecificDetails::VMware(details)) => Some(details.as_ref()),
                 _ => None,
             })
-            .ok_or(ResolveError::NoConfigurationServer)?;
+            .ok_or_else(|| ResolveError::NoConfigurationServer(fabric.to_string()))?;
         Ok(Self { cs, policies })
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::mock::{Canned, Mock};
 use lifeboat_engine::provider::ProviderError;
-use lifeboat_provider_azure::client::{ArmClient, RetryPolicy};
+use lifeboat_provider_azure::client::{ArmClient, Limits, RetryPolicy};
 use lifeboat_provider_azure::credential::{StaticToken, Token, TokenSource};
 use serde_json::{Value, json};
 use url::Url;
@@ -363,4 +363,104 @@ async fn a_refused_connection_is_transient() {
     assert!(error.to_string().contains("GET `/x`"), "{error}");
     assert_clean(&error);
     assert!(!format!("{client:?}").contains(TOKEN));
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let mock = Mock::start().await;
+    let elsewhere = format!("{}/elsewhere", mock.base);
+    {
+        let elsewhere = elsewhere.clone();
+        mock.on("GET", "/arm", move |_| {
+            Canned::empty(307).header("Location", &elsewhere)
+        });
+    }
+    {
+        let elsewhere = elsewhere.clone();
+        mock.on("POST", "/tenant/oauth2/v2.0/token", move |_| {
+            Canned::empty(307).header("Location", &elsewhere)
+        });
+    }
+    mock.on("GET", "/elsewhere", |_| {
+        Canned::json(200, json!({"value": []}))
+    });
+    mock.on("POST", "/elsewhere", |_| Canned::json(200, json!({})));
+    let http = lifeboat_provider_azure::config::http_client().expect("the client");
+
+    // ARM: a clear permanent error, and the redirect's target never sees the token.
+    let client = ArmClient::new(
+        http.clone(),
+        Url::parse(&mock.base).expect("the mock's URL"),
+        format!("{}/.default", mock.base),
+        Arc::new(StaticToken(Token::new(TOKEN))),
+        fast(),
+    );
+    let error = client
+        .get("/arm?api-version=1")
+        .await
+        .expect_err("not followed");
+    assert!(!error.is_transient());
+    assert_eq!(error.code(), Some("UnexpectedRedirect"));
+    assert!(error.to_string().contains("HTTP 307"), "{error}");
+    assert_clean(&error);
+
+    // The token request (the same client is `azure_identity`'s transport): the form with
+    // the secret is not re-sent.
+    let response = http
+        .post(format!("{}/tenant/oauth2/v2.0/token", mock.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("client_secret=s3cret&grant_type=client_credentials")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 307);
+    assert_eq!(mock.count("GET", "/elsewhere"), 0);
+    assert_eq!(mock.count("POST", "/elsewhere"), 0);
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_lists_are_refused() {
+    let mock = Mock::start().await;
+    let big = format!("{{\"value\": [\"{}\"]}}", "x".repeat(4096));
+    mock.script("GET", "/big", vec![Canned::raw(200, &big)]);
+    let base = mock.base.clone();
+    mock.on("GET", "/many", move |r| {
+        let page: usize = r
+            .query
+            .rsplit("page=")
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Canned::json(
+            200,
+            json!({"value": [1, 2, 3], "nextLink": format!("{base}/many?api-version=1&page={}", page + 1)}),
+        )
+    });
+    let client = client(&mock).with_limits(Limits {
+        max_body_bytes: 1024,
+        max_items: 10,
+        ..Limits::default()
+    });
+    let error = client
+        .get("/big?api-version=1")
+        .await
+        .expect_err("too large");
+    assert!(!error.is_transient());
+    assert_eq!(error.code(), Some("InvalidResponse"));
+    assert!(
+        error.to_string().contains("larger than 1024 bytes"),
+        "{error}"
+    );
+
+    let error = client
+        .list::<Value>("/many?api-version=1")
+        .await
+        .expect_err("too many");
+    assert_eq!(error.code(), Some("InvalidResponse"));
+    assert!(error.to_string().contains("more than 10 items"), "{error}");
+    assert_eq!(
+        mock.count("GET", "/many"),
+        4,
+        "stops at the page that passes the limit"
+    );
 }

@@ -196,6 +196,58 @@ async fn client_secret_tokens_over_https_expire_and_stay_secret() {
     }
 }
 
+/// A token endpoint that gives one token and then fails (503): the first failure comes
+/// while the source is chosen (permanent, nothing works), later ones from a source already
+/// chosen (transient, the engine retries).
+#[tokio::test]
+async fn a_failed_renewal_of_a_chosen_source_is_transient() {
+    let (entra, pem) = Mock::start_tls().await;
+    let served: Arc<Mutex<usize>> = Arc::default();
+    {
+        let served = served.clone();
+        entra.on("POST", &format!("/{TENANT}/oauth2/v2.0/token"), move |_| {
+            let mut served = served.lock().expect("served");
+            *served += 1;
+            if *served == 1 {
+                // Inside azure_identity's 5-minute margin: the next call asks again.
+                Canned::json(
+                    200,
+                    json!({"token_type": "Bearer", "expires_in": 2, "ext_expires_in": 2, "access_token": "arm-token-renewal-xxxxxxxxxxxx"}),
+                )
+            } else {
+                Canned::json(503, json!({"error": "temporarily_unavailable"}))
+            }
+        });
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cert = dir.path().join("entra.pem");
+    std::fs::write(&cert, &pem).expect("the certificate");
+    let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+    command
+        .args([
+            "--exact",
+            "child_step",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LIFEBOAT_TEST_STEP", "renewal")
+        .env("LIFEBOAT_TEST_ARM", "http://127.0.0.1:9")
+        .env("SSL_CERT_FILE", &cert)
+        .env("AZURE_AUTHORITY_HOST", &entra.base)
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_CLIENT_ID", "app-1")
+        .env("AZURE_CLIENT_SECRET", SECRET);
+    let out = tokio::task::spawn_blocking(move || command.output().expect("the child runs"))
+        .await
+        .expect("joined");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("step renewal: ok first"), "{text}");
+    assert!(text.contains("renewal transient=true"), "{text}");
+    assert!(text.contains("fresh transient=true"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+}
+
 fn assert_clean_text(text: &str, tokens: &[String]) {
     assert!(!text.contains(SECRET), "the client secret leaked: {text}");
     for token in tokens {
@@ -255,6 +307,23 @@ async fn child_step() {
                 .await
                 .map(|token| format!("{token:?}"));
             report(result);
+        }
+        "renewal" => {
+            let credential =
+                Credential::pinned(CredentialKind::ClientSecret, http_client().expect("client"));
+            let scope = "https://management.azure.com/.default";
+            credential
+                .token(scope, false)
+                .await
+                .expect("the first token");
+            println!("step renewal: ok first");
+            for (what, refresh) in [("renewal", false), ("fresh", true)] {
+                let error = credential
+                    .token(scope, refresh)
+                    .await
+                    .expect_err("the endpoint fails now");
+                println!("{what} transient={} {error}", error.is_transient());
+            }
         }
         other => panic!("unknown step `{other}`"),
     }

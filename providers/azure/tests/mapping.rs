@@ -317,3 +317,76 @@ fn names_that_match_nothing_are_absent() {
     let facts = mapping::facts(&request, &inventory(), now).expect("facts");
     assert_eq!(facts.process_server.expect("ps").healthy, Some(false));
 }
+
+#[test]
+fn health_counts_heartbeats_and_validation_errors() {
+    use lifeboat_provider_azure::arm::FabricSpecificDetails;
+    let now: jiff::Timestamp = "2026-12-05T22:00:00Z".parse().expect("a timestamp");
+    let stale = "2026-12-05T21:00:00Z";
+    let current = "2026-12-05T21:59:00Z";
+    let with = |change: &dyn Fn(&mut lifeboat_provider_azure::arm::VMwareDetails)| {
+        let mut inventory = inventory();
+        for fabric in &mut inventory.fabrics {
+            if let Some(FabricSpecificDetails::VMware(details)) =
+                fabric.properties.custom_details.as_mut()
+            {
+                change(details);
+            }
+        }
+        mapping::facts(&request(), &inventory, now).expect("facts")
+    };
+    let mt = |facts: &lifeboat_engine::provider::Facts| facts.master_targets["mt-win-01"].healthy;
+    let ps = |facts: &lifeboat_engine::provider::Facts| {
+        facts.process_server.as_ref().expect("ps").healthy
+    };
+
+    // A stale heartbeat is unhealthy, whatever the (old) lists say.
+    let facts = with(&|d| {
+        for m in &mut d.master_target_servers {
+            m.last_heartbeat = Some(stale.into());
+            m.health_errors = Some(vec![]);
+        }
+        for p in &mut d.process_servers {
+            p.last_heartbeat = Some(stale.into());
+            p.health = Some("Normal".into());
+        }
+    });
+    assert_eq!(mt(&facts), Some(false));
+    assert_eq!(ps(&facts), Some(false));
+
+    // Validation errors count.
+    let facts = with(&|d| {
+        for m in &mut d.master_target_servers {
+            m.last_heartbeat = Some(current.into());
+            m.health_errors = Some(vec![]);
+            m.validation_errors = Some(vec![Default::default()]);
+        }
+    });
+    assert_eq!(mt(&facts), Some(false));
+
+    // A current heartbeat and empty lists: healthy.
+    let facts = with(&|d| {
+        for m in &mut d.master_target_servers {
+            m.last_heartbeat = Some(current.into());
+            m.health_errors = Some(vec![]);
+            m.validation_errors = None;
+        }
+    });
+    assert_eq!(mt(&facts), Some(true));
+
+    // Nothing reported: unknown.
+    let facts = with(&|d| {
+        for m in &mut d.master_target_servers {
+            m.last_heartbeat = None;
+            m.health_errors = None;
+            m.validation_errors = None;
+        }
+        for p in &mut d.process_servers {
+            p.last_heartbeat = None;
+            p.health = None;
+            p.health_errors = None;
+        }
+    });
+    assert_eq!(mt(&facts), None);
+    assert_eq!(ps(&facts), None);
+}

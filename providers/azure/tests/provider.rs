@@ -293,6 +293,11 @@ async fn vault(items: Vec<Value>, behaviour: Behaviour) -> Vault {
 }
 
 fn provider(vault: &Vault) -> AzureProvider {
+    provider_waiting(vault, Duration::from_secs(30))
+}
+
+/// The provider, following one operation for at most `max_wait`.
+fn provider_waiting(vault: &Vault, max_wait: Duration) -> AzureProvider {
     let config = AzureConfig::new(SUB, "rg-dr", "vault-dr", Some(&vault.mock.base), None, None)
         .expect("a valid configuration");
     AzureProvider::with_tokens(
@@ -309,6 +314,7 @@ fn provider(vault: &Vault) -> AzureProvider {
             default_interval: Duration::from_millis(50),
             floor: Duration::from_millis(100),
             max_interval: Duration::from_secs(5),
+            max_wait,
         },
     )
 }
@@ -683,4 +689,191 @@ async fn an_unknown_machine_is_a_clear_permanent_error() {
     assert!(!error.is_transient());
     assert!(error.to_string().contains("`nope`"), "{error}");
     assert!(error.to_string().contains("`vault-dr`"), "{error}");
+}
+
+#[tokio::test]
+async fn a_job_that_never_ends_times_out_as_transient() {
+    for states in [vec!["NotStarted"], vec![""]] {
+        let vault = vault(
+            vec![item("web-01", Stage::FailedOver)],
+            Behaviour {
+                states: states.clone(),
+                ..Behaviour::default()
+            },
+        )
+        .await;
+        let started = Instant::now();
+        let error = provider_waiting(&vault, Duration::from_millis(600))
+            .run(&operation("lb-11-0", "web-01", OperationKind::Reprotect))
+            .await
+            .expect_err("times out");
+        assert!(started.elapsed() < Duration::from_secs(5), "{states:?}");
+        assert_eq!(error.code(), Some("JobTimeout"), "{states:?}: {error}");
+        assert!(error.is_transient());
+        assert!(error.to_string().contains("`job-1`"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_suspended_job_needs_a_person() {
+    let vault = vault(
+        vec![item("web-01", Stage::FailedOver)],
+        Behaviour {
+            states: vec!["InProgress", "Suspended"],
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let error = provider(&vault)
+        .run(&operation("lb-12-0", "web-01", OperationKind::Reprotect))
+        .await
+        .expect_err("suspended");
+    assert_eq!(error.code(), Some("JobSuspended"), "{error}");
+    assert!(!error.is_transient());
+    assert!(error.to_string().contains("`job-1`"), "{error}");
+}
+
+#[tokio::test]
+async fn job_states_are_read_in_any_case_and_either_spelling() {
+    // The job itself, then the `Azure-AsyncOperation` status when the job cannot be read.
+    for (job_readable, state) in [
+        (true, "canceled"),
+        (true, "CANCELLED"),
+        (false, "Canceled"),
+        (false, "cancelled"),
+    ] {
+        let vault = vault(
+            vec![item("web-01", Stage::FailedOver)],
+            Behaviour {
+                headers: Headers::Async,
+                job_readable,
+                states: vec![state],
+                ..Behaviour::default()
+            },
+        )
+        .await;
+        let error = provider_waiting(&vault, Duration::from_secs(3))
+            .run(&operation("lb-13-0", "web-01", OperationKind::Reprotect))
+            .await
+            .expect_err("cancelled");
+        assert!(!error.is_transient(), "{state}: {error}");
+        assert_ne!(error.code(), Some("JobTimeout"), "{state}: {error}");
+    }
+    let vault = vault(
+        vec![item("web-01", Stage::FailedOver)],
+        Behaviour {
+            states: vec!["inprogress", "SUCCEEDED"],
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    provider_waiting(&vault, Duration::from_secs(3))
+        .run(&operation("lb-13-1", "web-01", OperationKind::Reprotect))
+        .await
+        .expect("succeeded in capitals");
+}
+
+#[tokio::test]
+async fn a_job_running_on_the_item_is_awaited_before_its_stage_counts() {
+    // ASR empties `allowedOperations` while the failback runs, so the item reads
+    // `failed-back` already; the job in `currentScenario` is still running.
+    let mut running = item("web-01", Stage::FailedBack);
+    running["properties"]["allowedOperations"] = json!([]);
+    running["properties"]["currentScenario"] = json!({
+        "scenarioName": "UnplannedFailover",
+        "jobId": format!("{}/replicationJobs/job-1", vault_path()),
+    });
+    let vault = vault(
+        vec![running],
+        Behaviour {
+            states: vec!["InProgress", "InProgress", "Succeeded"],
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    vault.jobs.lock().expect("jobs").push(job(
+        "job-1",
+        "lb-14-0 ActivityId: 77aa",
+        "InProgress",
+        None,
+    ));
+    let outcome = provider(&vault)
+        .run(&operation("lb-14-0", "web-01", OperationKind::Failback))
+        .await
+        .expect("done once the job ended");
+    assert_eq!(outcome.stage, Stage::FailedBack);
+    assert!(posts(&vault).is_empty());
+    assert_eq!(
+        vault
+            .mock
+            .count("GET", &format!("{}/replicationJobs/job-1", vault_path())),
+        3,
+        "the job was followed to its end before the stage was believed"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_job_running_on_the_item_is_reported_when_it_is_this_operations() {
+    let mut running = item("web-01", Stage::FailedOver);
+    running["properties"]["currentScenario"] = json!({"jobId": "job-1"});
+    let vault = vault(
+        vec![running],
+        Behaviour {
+            states: vec!["Failed"],
+            error: Some(("78093", "The VM is not running, hung or not accessible.")),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    vault
+        .jobs
+        .lock()
+        .expect("jobs")
+        .push(job("job-1", "lb-15-0", "InProgress", None));
+    let error = provider(&vault)
+        .run(&operation("lb-15-0", "web-01", OperationKind::Reprotect))
+        .await
+        .expect_err("this operation's job failed");
+    assert_eq!(error.code(), Some("78093"));
+    assert!(posts(&vault).is_empty(), "not sent again");
+}
+
+#[tokio::test]
+async fn the_newest_failed_job_of_an_operation_counts() {
+    let vault = vault(
+        vec![item("web-01", Stage::FailedOver)],
+        Behaviour::default(),
+    )
+    .await;
+    {
+        let mut jobs = vault.jobs.lock().expect("jobs");
+        // Listed oldest first: the first try failed for a passing reason, the retry for good.
+        let mut older = job(
+            "job-1",
+            "lb-16-0",
+            "Failed",
+            Some(("agent-not-registered", "the agent is not registered yet")),
+        );
+        older["properties"]["startTime"] = json!("2026-05-01T10:00:00Z");
+        let mut newer = job(
+            "job-2",
+            "lb-16-0",
+            "Failed",
+            Some(("78093", "The VM is not running, hung or not accessible.")),
+        );
+        newer["properties"]["startTime"] = json!("2026-05-01T10:20:00.1234567Z");
+        jobs.push(older);
+        jobs.push(newer);
+    }
+    let provider = provider(&vault);
+    let error = provider
+        .run(&operation("lb-16-0", "web-01", OperationKind::Reprotect))
+        .await
+        .expect_err("the newer, permanent failure");
+    assert_eq!(error.code(), Some("78093"));
+    assert!(posts(&vault).is_empty());
+    match provider.status(&OperationId("lb-16-0".into())).await {
+        Ok(OperationStatus::Failed(error)) => assert_eq!(error.code(), Some("78093")),
+        other => panic!("{other:?}"),
+    }
 }

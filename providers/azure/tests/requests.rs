@@ -54,7 +54,8 @@ fn settings() -> ReprotectSettings {
 
 fn reprotect_body() -> Value {
     let (fabrics, policies) = (fabrics(), policies());
-    let resolver = Resolver::new(&fabrics, &policies).expect("a configuration server");
+    let resolver =
+        Resolver::new(&fabrics, &policies, "cs-fabric-1").expect("a configuration server");
     let ids = resolver
         .reprotect(&settings())
         .expect("resolvable settings");
@@ -238,7 +239,8 @@ fn paths_follow_paths_md() {
 #[test]
 fn the_resolver_refuses_names_the_vault_does_not_have() {
     let (fabrics, policies) = (fabrics(), policies());
-    let resolver = Resolver::new(&fabrics, &policies).expect("a configuration server");
+    let resolver =
+        Resolver::new(&fabrics, &policies, "cs-fabric-1").expect("a configuration server");
     let with = |change: fn(&mut ReprotectSettings)| {
         let mut settings = settings();
         change(&mut settings);
@@ -275,14 +277,50 @@ fn the_resolver_refuses_names_the_vault_does_not_have() {
             p
         }))
         .collect();
-    let resolver = Resolver::new(&fabrics, &two_inmage).expect("a configuration server");
+    let resolver =
+        Resolver::new(&fabrics, &two_inmage, "cs-fabric-1").expect("a configuration server");
     assert_eq!(
         resolver.failback_policy_id("auto"),
         Err(ResolveError::AutoPolicy(3)),
         "the original `InMage` policy and both copies"
     );
     assert_eq!(
-        Resolver::new(&[], &policies).err(),
-        Some(ResolveError::NoConfigurationServer)
+        Resolver::new(&[], &policies, "cs-fabric-1").err(),
+        Some(ResolveError::NoConfigurationServer("cs-fabric-1".into()))
     );
+}
+
+#[test]
+fn the_resolver_uses_the_named_configuration_server_of_several() {
+    let policies = policies();
+    let first = fabrics().remove(0);
+    // Another configuration server listed first, with a master target of the same name but
+    // another id: the first `VMware` fabric is not necessarily the one asked for.
+    let mut other = first.clone();
+    other.name = Some("cs-fabric-0".into());
+    other.properties.friendly_name = Some("cs-other".into());
+    if let Some(lifeboat_provider_azure::arm::FabricSpecificDetails::VMware(details)) =
+        other.properties.custom_details.as_mut()
+    {
+        for mt in &mut details.master_target_servers {
+            mt.id = Some(format!("OTHER-{}", mt.id.clone().unwrap_or_default()));
+        }
+        for ps in &mut details.process_servers {
+            ps.id = Some(format!("OTHER-{}", ps.id.clone().unwrap_or_default()));
+        }
+    }
+    let fabrics = vec![other, first];
+    for name in ["cs-fabric-1", "CS-FABRIC-1", "cs-avs-01"] {
+        let ids = Resolver::new(&fabrics, &policies, name)
+            .expect("a configuration server")
+            .reprotect(&settings())
+            .expect("resolvable settings");
+        assert_eq!(ids.master_target_id, "MT-0001", "{name}");
+        assert!(!ids.process_server_id.starts_with("OTHER-"), "{name}");
+    }
+    let ids = Resolver::new(&fabrics, &policies, "cs-other")
+        .expect("a configuration server")
+        .reprotect(&settings())
+        .expect("resolvable settings");
+    assert_eq!(ids.master_target_id, "OTHER-MT-0001");
 }

@@ -173,6 +173,21 @@ async fn token(
             70003,
         );
     }
+    // Entra issues a token for the resource the scope names; an ARM token for another
+    // endpoint would not be accepted there, so a client asking for the wrong one must learn it
+    // here rather than from a 401 later.
+    let expected_scope = format!("https://{}/.default", app.addr);
+    let scope = form.get("scope").map(String::as_str).unwrap_or("");
+    if !scope.eq_ignore_ascii_case(&expected_scope) {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            &format!(
+                "AADSTS70011: The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope `{scope}` is not `{expected_scope}`, the resource manager endpoint this server is."
+            ),
+            70011,
+        );
+    }
     let secret = form.get("client_secret").map(String::as_str).unwrap_or("");
     let accepted = match &app.config.client_secret {
         Some(expected) => !secret.is_empty() && secret == expected,
@@ -665,7 +680,22 @@ async fn start(
                 Err(refused) => return refused.response(),
             }
         }
-        "failovercommit" => (OperationKind::Commit, None),
+        "failovercommit" => {
+            // `failoverCommit` takes no input in the definitions: no body, or an empty object.
+            if !body.iter().all(u8::is_ascii_whitespace) {
+                match serde_json::from_slice::<Value>(body) {
+                    Ok(Value::Object(map)) if map.is_empty() => {}
+                    Ok(_) => {
+                        return Invalid::new("/", "`failoverCommit` takes no body").response();
+                    }
+                    Err(error) => {
+                        return Invalid::new("/", format!("the body is not JSON: {error}"))
+                            .response();
+                    }
+                }
+            }
+            (OperationKind::Commit, None)
+        }
         _ => return not_found(path),
     };
     let name = uuid::Uuid::new_v4().to_string();
@@ -698,7 +728,10 @@ async fn start(
     // The answer depends on whether the sim refused the start with a transient error (ASR
     // answers those at once) or took the operation on (then 202, even if it fails at once).
     let id = OperationId(name.clone());
+    // Biased: when the sim has both refused the start and recorded it by the time this is
+    // polled, the refusal must win, or a transient refusal would be answered 202.
     tokio::select! {
+        biased;
         result = rx => {
             if let Ok(Err(error)) = result && error.is_transient() {
                 app.jobs.remove(&name);

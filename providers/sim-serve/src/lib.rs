@@ -62,8 +62,8 @@ impl std::str::FromStr for LroHeaders {
     }
 }
 
-/// Everything `sim serve` is told.
-#[derive(Debug, Clone)]
+/// Everything `sim serve` is told. Its `Debug` prints the client secret as `***`.
+#[derive(Clone)]
 pub struct Config {
     pub world: PathBuf,
     pub listen: SocketAddr,
@@ -79,6 +79,24 @@ pub struct Config {
     pub vault: Vault,
     /// The one client secret accepted; `None`: any non-empty secret.
     pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("world", &self.world)
+            .field("listen", &self.listen)
+            .field("cert_out", &self.cert_out)
+            .field("page_size", &self.page_size)
+            .field("retry_after", &self.retry_after)
+            .field("lro_headers", &self.lro_headers)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("throttle_every", &self.throttle_every)
+            .field("vault", &self.vault)
+            // The secret would otherwise reach any log or panic message that shows the config.
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl Config {
@@ -284,4 +302,18 @@ pub async fn serve(config: Config) -> Result<Server, ServeError> {
         handle,
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_client_secret() {
+        let mut config = Config::new("/tmp/world.yaml");
+        config.client_secret = Some("sim-SECRET-3e1f".into());
+        let text = format!("{config:?}");
+        assert!(!text.contains("sim-SECRET-3e1f"), "{text}");
+        assert!(text.contains("***"), "{text}");
+    }
 }

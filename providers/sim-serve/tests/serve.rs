@@ -71,13 +71,18 @@ impl Fixture {
     }
 
     async fn token_response(&self, secret: &str) -> reqwest::Response {
+        self.token_response_for(secret, &format!("{}/.default", self.server.url()))
+            .await
+    }
+
+    async fn token_response_for(&self, secret: &str, scope: &str) -> reqwest::Response {
         self.client
             .post(self.url("/11111111-1111-1111-1111-111111111111/oauth2/v2.0/token"))
             .form(&[
                 ("grant_type", "client_credentials"),
                 ("client_id", "22222222-2222-2222-2222-222222222222"),
                 ("client_secret", secret),
-                ("scope", "https://management.azure.com/.default"),
+                ("scope", scope),
             ])
             .send()
             .await
@@ -404,6 +409,42 @@ async fn a_wrong_secret_is_401_invalid_client() {
         open.token_response("anything").await.status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_scope_other_than_the_served_endpoint_is_400_invalid_scope() {
+    let f = plain().await;
+    for scope in [
+        "https://management.azure.com/.default".to_string(),
+        format!("{}/", f.server.url()),
+        String::new(),
+    ] {
+        let response = f.token_response_for("sim-secret", &scope).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{scope}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["error"], "invalid_scope", "{scope}");
+        assert_eq!(body["error_codes"], json!([70011]));
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("AADSTS70011")),
+            "{body}"
+        );
+    }
+    f.token().await;
+}
+
+#[tokio::test]
+async fn failover_commit_takes_no_body_or_an_empty_object() {
+    let f = plain().await;
+    let token = f.token().await;
+    let commit = f.arm(&format!("{ITEM}/item-dc-01/failoverCommit"));
+    for body in [r#"{"properties": {}}"#, "[]", "not json"] {
+        let response = f.post(&token, &commit, Some(body)).await;
+        assert_arm_error(response, StatusCode::BAD_REQUEST, "InvalidRequestContent").await;
+    }
+    let response = f.post(&token, &commit, Some("{}")).await;
+    assert_ne!(response.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

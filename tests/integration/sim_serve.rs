@@ -13,7 +13,8 @@ pub(crate) struct Running(pub(crate) Child);
 /// (a server whose stdout closed would fail its next write).
 pub(crate) struct Served {
     pub(crate) url: String,
-    _stdout: BufReader<std::process::ChildStdout>,
+    /// The rest of what it printed, after the ready line.
+    pub(crate) stdout: BufReader<std::process::ChildStdout>,
     _server: Running,
 }
 
@@ -23,6 +24,7 @@ pub(crate) fn serve(world: &std::path::Path, extra: &[&str], env: &[(&str, &str)
         .args(["sim", "serve", "--listen", "127.0.0.1:0", "--world"])
         .arg(world)
         .args(extra)
+        .env_remove("LIFEBOAT_SIM_CLIENT_SECRET")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -39,7 +41,7 @@ pub(crate) fn serve(world: &std::path::Path, extra: &[&str], env: &[(&str, &str)
         .to_string();
     Served {
         url,
-        _stdout: stdout,
+        stdout,
         _server: server,
     }
 }
@@ -57,24 +59,9 @@ fn sim_serve_prints_the_ready_line_and_issues_tokens() {
     let world = dir.path().join("world.yaml");
     std::fs::copy(repo_root().join("examples/avs-failback/world.yaml"), &world)
         .expect("the example world");
-    let binary = assert_cmd::cargo::cargo_bin("lifeboat");
-    let child = Command::new(binary)
-        .args(["sim", "serve", "--listen", "127.0.0.1:0", "--world"])
-        .arg(&world)
-        .env_remove("LIFEBOAT_SIM_CLIENT_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut server = Running(child);
-    let mut stdout = BufReader::new(server.0.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("a ready line");
-    let url = first
-        .trim_end()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("not the ready line: {first:?}"))
-        .to_string();
+    let mut served = serve(&world, &[], &[]);
+    let url = served.url.clone();
+    let stdout = &mut served.stdout;
     let port: u16 = url
         .strip_prefix("https://127.0.0.1:")
         .and_then(|port| port.parse().ok())

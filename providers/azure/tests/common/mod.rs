@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 pub mod mock;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 /// `shared/asr-api`, beside the repository root (`<repo>/../shared/asr-api`), as it is in CI
 /// and in the worktrees. Missing means the tests cannot check anything: fail, never pass.
@@ -50,106 +50,16 @@ pub fn definitions() -> Value {
     read_json(&asr_api_dir().join("definitions.json"))
 }
 
-/// The swagger 2.0 definitions as a JSON Schema (2020-12) rooted at `root`.
-///
-/// Swagger polymorphism has no JSON Schema meaning (`discriminator` is ignored by a
-/// validator), so each base with a `discriminator` becomes a dispatcher: `instanceType` must
-/// be one of the subtypes' `x-ms-discriminator-value`s, and the object must then match that
-/// subtype's definition. The subtypes' `allOf` point at a copy of the base (`NAME__base`) so
-/// the dispatch does not recurse. Every definition that is not such a base also gets
-/// `unevaluatedProperties: false`, so a misspelt or invented field is refused instead of being
-/// silently ignored as ASR would.
-pub fn schema_for(root: &str) -> Value {
-    let defs = definitions()["definitions"]
-        .as_object()
-        .expect("`definitions` is an object")
-        .clone();
-    let bases: Vec<String> = defs
-        .iter()
-        .filter(|(_, def)| def.get("discriminator").is_some())
-        .map(|(name, _)| name.clone())
-        .collect();
-    let mut out = Map::new();
-    for (name, def) in &defs {
-        let mut def = def.clone();
-        if let Some(all_of) = def.get_mut("allOf").and_then(Value::as_array_mut) {
-            for part in all_of {
-                if let Some(target) = part["$ref"].as_str()
-                    && let Some(base) = target.strip_prefix("#/definitions/")
-                    && bases.iter().any(|b| b == base)
-                {
-                    part["$ref"] = json!(format!("#/definitions/{base}__base"));
-                }
-            }
-        }
-        if def.get("properties").is_some() && !bases.contains(name) {
-            def["unevaluatedProperties"] = json!(false);
-        }
-        out.insert(name.clone(), def);
-    }
-    for base in &bases {
-        let subtypes: Vec<(String, String)> = defs
-            .iter()
-            .filter(|(_, def)| {
-                def["allOf"].as_array().is_some_and(|all_of| {
-                    all_of
-                        .iter()
-                        .any(|part| part["$ref"] == json!(format!("#/definitions/{base}")))
-                })
-            })
-            .filter_map(|(name, def)| {
-                def["x-ms-discriminator-value"]
-                    .as_str()
-                    .map(|value| (value.to_string(), name.clone()))
-            })
-            .collect();
-        if subtypes.is_empty() {
-            // No subtype kept in `definitions.json`: nothing to dispatch to, keep the base
-            // (and point the `__base` copy at it for the rewritten `allOf`s).
-            let original = out[base].clone();
-            out.insert(format!("{base}__base"), original);
-            continue;
-        }
-        let original = out.remove(base).expect("the base is a definition");
-        out.insert(format!("{base}__base"), original);
-        let dispatch: Vec<Value> = subtypes
-            .iter()
-            .map(|(value, name)| {
-                json!({
-                    "if": {"properties": {"instanceType": {"const": value}}, "required": ["instanceType"]},
-                    "then": {"$ref": format!("#/definitions/{name}")}
-                })
-            })
-            .collect();
-        let values: Vec<&String> = subtypes.iter().map(|(value, _)| value).collect();
-        out.insert(
-            base.clone(),
-            json!({
-                "type": "object",
-                "required": ["instanceType"],
-                "properties": {"instanceType": {"enum": values}},
-                "allOf": dispatch,
-            }),
-        );
-    }
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$ref": format!("#/definitions/{root}"),
-        "definitions": out,
-    })
-}
-
+/// The swagger definitions as a JSON Schema rooted at `root`, by the converter `sim serve`
+/// validates request bodies with (one converter, so the two cannot drift apart), fed here with
+/// `shared/asr-api/definitions.json` itself. Discriminated bases dispatch on `instanceType` to
+/// the subtype's definition, and unknown fields are refused (see `lifeboat_sim_serve::swagger`).
 pub fn validator(root: &str) -> jsonschema::Validator {
-    jsonschema::validator_for(&schema_for(root))
-        .expect("the converted definitions are a valid schema")
+    let schema = lifeboat_sim_serve::swagger::schema_for(&definitions(), root, &[]);
+    jsonschema::validator_for(&schema).expect("the converted definitions are a valid schema")
 }
 
-pub fn errors(validator: &jsonschema::Validator, body: &Value) -> Vec<String> {
-    validator
-        .iter_errors(body)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect()
-}
+pub use lifeboat_sim_serve::swagger::errors;
 
 pub fn assert_valid(root: &str, body: &Value) {
     let errors = errors(&validator(root), body);

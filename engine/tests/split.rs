@@ -72,3 +72,66 @@ fn a_broken_half_is_reported_by_the_whole_parse() {
         assert_eq!(from_halves, from_whole, "case {i}");
     }
 }
+
+mod mutations {
+    use proptest::prelude::*;
+
+    use super::{file, large_plan, whole};
+    use lifeboat_engine::load;
+
+    /// Bits of YAML that change structure: the fast path must never answer differently from
+    /// the whole parse, whatever they break.
+    const SNIPPETS: &[&str] = &[
+        "\n",
+        ": ",
+        "- ",
+        "  ",
+        " ",
+        "#",
+        "\"",
+        "'",
+        "{",
+        "}",
+        "[",
+        "&a ",
+        "*a",
+        "\t",
+        "?",
+        "machines:\n",
+        "---\n",
+        "\n  vm-000001:\n    os: linux\n",
+        "\nboot_order: []\n",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_halves_agree_with_the_whole_parse(
+            edits in proptest::collection::vec((0.0f64..1.0, 0..SNIPPETS.len()), 1..4)
+        ) {
+            let mut text = large_plan();
+            for (at, snippet) in edits {
+                // Anywhere in the file, on a character boundary.
+                let mut at = (text.len() as f64 * at) as usize;
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                text.insert_str(at, SNIPPETS[snippet]);
+            }
+            let halves = load::load_plan(&file(text.clone()));
+            let one = whole(&text);
+            match (&halves, &one) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(a, b);
+                    let spans = |p: &lifeboat_engine::Plan| -> Vec<_> {
+                        p.machines.value.iter().map(|(n, m)| (n.span, m.span)).collect()
+                    };
+                    prop_assert_eq!(spans(a), spans(b));
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                _ => prop_assert!(false, "one parse failed and the other did not"),
+            }
+        }
+    }
+}

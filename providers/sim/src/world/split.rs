@@ -125,4 +125,58 @@ mod equivalence {
             assert!(parse_whole(&file(text)).is_err(), "case {i}");
         }
     }
+
+    mod mutations {
+        use proptest::prelude::*;
+
+        use super::super::super::parse_whole;
+        use super::{file, world_text};
+
+        /// Bits of YAML that change structure: the fast path must never answer differently
+        /// from the whole parse, whatever they break.
+        const SNIPPETS: &[&str] = &[
+            "\n",
+            ": ",
+            "- ",
+            "  ",
+            " ",
+            "#",
+            "\"",
+            "{",
+            "}",
+            "[",
+            "&a ",
+            "*a",
+            "\t",
+            "machines:\n",
+            "---\n",
+            "\n  vm-000001:\n    os: linux\n",
+            "esx-01",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+            #[test]
+            fn the_halves_agree_with_the_whole_parse(
+                edits in proptest::collection::vec((0.0f64..1.0, 0..SNIPPETS.len()), 1..4)
+            ) {
+                let mut text = world_text(4000);
+                for (at, snippet) in edits {
+                    let mut at = (text.len() as f64 * at) as usize;
+                    while !text.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    text.insert_str(at, SNIPPETS[snippet]);
+                }
+                let halves = crate::world::parse(&file(text.clone()));
+                let one = parse_whole(&file(text));
+                match (&halves, &one) {
+                    (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                    (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                    _ => prop_assert!(false, "one parse failed and the other did not"),
+                }
+            }
+        }
+    }
 }

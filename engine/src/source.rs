@@ -60,7 +60,11 @@ impl SourceFile {
 
     /// Reads a file as UTF-8. Invalid UTF-8 is an error the caller turns into a diagnostic.
     pub fn read(path: &Path) -> std::io::Result<Self> {
-        let bytes = std::fs::read(path)?;
+        Self::from_bytes(path, std::fs::read(path)?)
+    }
+
+    /// A file already read, as UTF-8; invalid UTF-8 is an error, as for [`SourceFile::read`].
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> std::io::Result<Self> {
         let text = String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             std::io::Error::new(

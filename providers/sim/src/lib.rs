@@ -84,8 +84,9 @@ impl SimProvider {
     ) -> Result<R, ProviderError> {
         let mut cache = self.gate.cache.clone().lock_owned().await;
         let path = self.path.clone();
+        // No file lock: writes replace the file whole, so a reader sees one world or the next.
         let looked = tokio::task::spawn_blocking(move || {
-            store::read_blocking(&path, &mut cache, |world| {
+            store::load(&path, &mut cache).map(|world| {
                 let now = Timestamp(jiff::Timestamp::now());
                 if needs_settling(world, now) {
                     Err(look)

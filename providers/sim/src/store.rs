@@ -223,8 +223,9 @@ impl WorldError {
 
 /// The last world a provider read or wrote, keyed by the exact bytes of the file.
 ///
-/// Every transaction must see what other processes wrote, so it always reads the file under
-/// the lock; but parsing a large world costs far more than reading it. When the bytes are the
+/// Every transaction and every read must see what other processes wrote, so each reads the file
+/// (a transaction under the lock; a read without it, since writes replace the file whole and a
+/// reader sees one world or the next); but parsing a large world costs far more than reading it. When the bytes are the
 /// ones this cache holds, the parsed world is reused. Any change by anyone changes the bytes,
 /// so the cache can never hide a write.
 #[derive(Debug, Default)]
@@ -242,17 +243,10 @@ pub(crate) fn load<'c>(path: &Path, cache: &'c mut ParsedCache) -> Result<&'c Wo
     })?;
     if cache.world.is_none() || cache.bytes != bytes {
         cache.world = None;
-        let text = String::from_utf8(bytes).map_err(|e| WorldError::Read {
+        let file = SourceFile::from_bytes(path, bytes).map_err(|source| WorldError::Read {
             path: path.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the file is not valid UTF-8 (first invalid byte at offset {})",
-                    e.utf8_error().valid_up_to()
-                ),
-            ),
+            source,
         })?;
-        let file = SourceFile::new(path.display().to_string(), path, text);
         let world = world::parse(&file).map_err(|diagnostics| WorldError::Invalid {
             file: Box::new(file.clone()),
             diagnostics,
@@ -265,16 +259,6 @@ pub(crate) fn load<'c>(path: &Path, cache: &'c mut ParsedCache) -> Result<&'c Wo
     cache.world.as_ref().ok_or_else(|| {
         WorldError::Serialise("the parsed world went missing from the cache".to_string())
     })
-}
-
-/// A look at the world that changes nothing: no file lock (writes replace the file whole, so a
-/// reader sees one world or the next) and no copy.
-pub(crate) fn read_blocking<T>(
-    path: &Path,
-    cache: &mut ParsedCache,
-    look: impl FnOnce(&World) -> T,
-) -> Result<T, WorldError> {
-    Ok(look(load(path, cache)?))
 }
 
 /// One read-modify-write of the world under both locks. The world is written only when the

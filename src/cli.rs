@@ -45,8 +45,8 @@ pub enum Command {
         /// Only compare the state with both sites and report the drift; plan no changes.
         #[arg(long)]
         refresh_only: bool,
-        /// Record in the saved plan that its `replace` changes (full resyncs) may be carried out.
-        #[arg(long)]
+        /// Removed: refused with an explanation (ASR cannot replace a reprotected machine).
+        #[arg(long, hide = true)]
         allow_replace: bool,
         /// Record in the saved plan how many operations `apply` may run at once (default 10).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -63,8 +63,8 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
-        /// Carry out `replace` changes (full resyncs).
-        #[arg(long)]
+        /// Removed: refused with an explanation (ASR cannot replace a reprotected machine).
+        #[arg(long, hide = true)]
         allow_replace: bool,
         /// Operations in flight at once [default: the saved plan's, else 10].
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]

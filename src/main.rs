@@ -29,6 +29,16 @@ fn init_logging() {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `--allow-replace` is gone: a `replace` (disable protection, reprotect again) would strand
+/// the machine in Azure, as an unprotected replica can never fail back. Scripts that still
+/// pass it get this explanation instead of clap's "unexpected argument".
+fn removed_allow_replace() -> commands::Exit {
+    eprintln!(
+        "error: `--allow-replace` was removed: lifeboat no longer replaces reprotected machines, because disabling protection removes the replica and an unprotected replica can never fail back\n  help: drop the flag; a reprotected machine whose master target, datastore, retention drive or recovery type differs from the plan is reported as `preflight::locked-setting`, and a process-server change is planned as `switch-process-server`"
+    );
+    commands::Exit::Error
+}
+
 fn main() -> std::process::ExitCode {
     init_logging();
     let cli = match Cli::try_parse() {
@@ -42,6 +52,14 @@ fn main() -> std::process::ExitCode {
         }
     };
     let exit = match cli.command {
+        Command::Apply {
+            allow_replace: true,
+            ..
+        }
+        | Command::Plan {
+            allow_replace: true,
+            ..
+        } => removed_allow_replace(),
         Command::Validate { plan, format } => commands::validate::run(&plan, format),
         Command::Diff { old, new, format } => commands::diff::run(&old, &new, format),
         Command::Graph {
@@ -52,7 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Apply {
             target,
             auto_approve,
-            allow_replace,
+            allow_replace: _,
             parallelism,
             format,
             lock_timeout,
@@ -60,7 +78,6 @@ fn main() -> std::process::ExitCode {
         } => commands::apply::run(&commands::apply::ApplyArgs {
             target: &target,
             auto_approve,
-            allow_replace,
             parallelism: parallelism.map(usize::from),
             format,
             lock_timeout,
@@ -74,7 +91,7 @@ fn main() -> std::process::ExitCode {
             targets,
             out,
             refresh_only,
-            allow_replace,
+            allow_replace: _,
             parallelism,
             lock_timeout,
         } => commands::plan::run(&commands::plan::PlanArgs {
@@ -84,7 +101,6 @@ fn main() -> std::process::ExitCode {
             targets: &targets,
             out: out.as_deref(),
             refresh_only,
-            allow_replace,
             parallelism: parallelism.map(usize::from),
             lock_timeout,
         }),

@@ -44,6 +44,7 @@ pub mod codes {
     pub const PREFLIGHT_NAME_CLASH: &str = "preflight::name-clash";
     pub const PREFLIGHT_ESXI_MEMORY: &str = "preflight::esxi-memory";
     pub const PREFLIGHT_MAINTENANCE_WINDOW: &str = "preflight::maintenance-window";
+    pub const PREFLIGHT_LOCKED_SETTING: &str = "preflight::locked-setting";
 
     /// The preflight codes, in the order DESIGN.md §5 lists them.
     pub const PREFLIGHT: &[&str] = &[
@@ -62,6 +63,7 @@ pub mod codes {
         PREFLIGHT_NAME_CLASH,
         PREFLIGHT_ESXI_MEMORY,
         PREFLIGHT_MAINTENANCE_WINDOW,
+        PREFLIGHT_LOCKED_SETTING,
     ];
 
     /// Problems in a `sim` world file (not a plan file, so not `plan::*`).

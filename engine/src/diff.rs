@@ -6,12 +6,14 @@
 //! from the validation's assignment, so an automatic assignment that shifts because of a change
 //! elsewhere (a new master target, a bigger disk) is shown on the machine it moves.
 //!
-//! Each difference carries its consequence at the next apply, following DESIGN.md §2: a
-//! reprotected machine whose master target, process server, datastore, retention drive or
-//! recovery type changes needs a `replace` (full resync, only with `--allow-replace`); a
-//! machine removed from the plan is released from state without any provider call. The diff
-//! reads no state and no provider, so consequences are stated for the worst case: a machine
-//! that is already reprotected.
+//! Each difference carries its consequence at the next apply, following DESIGN.md §2: the
+//! master target, datastore, retention drive and recovery type of a reprotected machine are
+//! locked (ASR cannot change them, so `plan` refuses the change with
+//! `preflight::locked-setting` until the machine has failed back), a new process server is a
+//! `switch-process-server` (no resync), and a machine removed from the plan is released from
+//! state without any provider call. The diff reads no state and no provider, so consequences
+//! are stated for the worst case: a machine that is already reprotected. A locked change is
+//! dangerous: it stops the next plan of a reprotected machine.
 //!
 //! Both plans are expected to be valid (the CLI refuses to diff an invalid one, because the
 //! assignment of an invalid plan is incomplete); the diff still never panics on one.
@@ -113,12 +115,11 @@ pub struct Change {
     pub after: Option<Value>,
     /// What the difference causes at the next apply.
     pub consequence: String,
-    /// Whether it forces a full resync (`replace`), application downtime or an irreversible step.
+    /// Whether it locks a reprotected machine (a setting ASR cannot change), means
+    /// application downtime, or takes an irreversible step.
     pub dangerous: bool,
-    /// Machines this change forces through a full resync.
-    pub full_resync_machines: usize,
-    /// Upper bound of data (GiB) this change makes the next apply send: full resyncs and the
-    /// reprotect of new machines. Machines without `disks_gib` count nothing.
+    /// Upper bound of data (GiB) this change makes the next apply send: the reprotect of new
+    /// machines. Machines without `disks_gib` count nothing.
     pub max_transfer_gib: u64,
 }
 
@@ -130,11 +131,7 @@ pub struct Summary {
     pub added: usize,
     pub removed: usize,
     pub changed: usize,
-    /// Distinct machines forced through a full resync.
-    pub full_resync_machines: usize,
-    /// Upper bound of data (GiB) the full resyncs send.
-    pub full_resync_max_gib: u64,
-    /// Upper bound of data (GiB) sent because of these changes: full resyncs and new machines.
+    /// Upper bound of data (GiB) sent because of these changes: the new machines' reprotects.
     pub max_transfer_gib: u64,
 }
 
@@ -202,7 +199,6 @@ pub fn diff(
         old: &old,
         new: &new,
         changes: Vec::new(),
-        resync: HashSet::new(),
         added: HashSet::new(),
     };
     differ.machines();
@@ -324,6 +320,11 @@ impl<'p> Side<'p> {
             "configuration_server": site.configuration_server.value,
             "process_server": site.process_server.value,
             "failback_policy": site.failback_policy.value,
+            "home": site.home.as_ref().map(|home| json!({
+                "process_server": home.value.process_server.value,
+                "run_as_account": home.value.run_as_account.value,
+                "policy": home.value.policy.value,
+            })),
         }))
     }
 
@@ -397,8 +398,6 @@ struct Differ<'a, 'p> {
     old: &'a Side<'p>,
     new: &'a Side<'p>,
     changes: Vec<Change>,
-    /// Machines (of the new plan) forced through a full resync, by any change.
-    resync: HashSet<usize>,
     /// Machines (of the new plan) that are new.
     added: HashSet<usize>,
 }
@@ -420,31 +419,18 @@ impl<'p> Differ<'_, 'p> {
             after,
             consequence,
             dangerous,
-            full_resync_machines: 0,
             max_transfer_gib: 0,
         });
         self.changes.last_mut().expect("just pushed")
     }
 
-    /// Records a replace of the new plan's machines `ms`; returns the consequence sentence and
-    /// the upper bound of data it sends.
-    fn replace(&mut self, ms: &[usize], everyone: bool) -> (String, u64) {
-        let gib = ms
-            .iter()
-            .map(|&m| self.new.disk_total(m))
-            .fold(0u64, u64::saturating_add);
-        self.resync.extend(ms.iter().copied());
+    /// The consequence of changing a locked setting of the new plan's machines `ms`.
+    fn locked(&self, ms: &[usize], setting: &str) -> String {
         let names: Vec<&str> = ms.iter().map(|&m| self.new.machine_name(m)).collect();
-        let who = if everyone && names.len() > MAX_NAMES_IN_TEXT {
-            format!("all {} machines", names.len())
-        } else {
+        format!(
+            "locks: ASR cannot change the {setting} of a reprotected machine, so `plan` refuses it for {} while reprotected (`preflight::locked-setting`); fail back first, or keep the old value",
             some_names(&names)
-        };
-        let mut text = format!("forces a full resync of {who} (replace; needs `--allow-replace`)");
-        if gib > 0 {
-            text.push_str(&format!(", sending up to {}", format_gib(gib)));
-        }
-        (text, gib)
+        )
     }
 
     fn goes_past_reprotect(&self) -> bool {
@@ -511,12 +497,17 @@ impl<'p> Differ<'_, 'p> {
 
         let target_moves = changed("master_target")
             && name_of(before.get("master_target")) != name_of(after.get("master_target"));
-        let replaces = target_moves || changed("datastore") || changed("recovery");
-        let mut gib = 0;
-        if replaces {
-            let (text, bound) = self.replace(&[m], false);
-            notes.push(text);
-            gib = bound;
+        let locked: Vec<&str> = [
+            ("master target", target_moves),
+            ("datastore", changed("datastore")),
+            ("recovery type", changed("recovery")),
+        ]
+        .into_iter()
+        .filter_map(|(setting, moved)| moved.then_some(setting))
+        .collect();
+        let locks = !locked.is_empty();
+        if locks {
+            notes.push(self.locked(&[m], &join_names(&locked).replace('`', "")));
         } else if changed("master_target") {
             // Same target, only who chose it differs: nothing moves.
             let target = name_of(after.get("master_target")).unwrap_or("?");
@@ -558,18 +549,14 @@ impl<'p> Differ<'_, 'p> {
             let os = after["os"].as_str().unwrap_or("?");
             notes.push(format!("needs a master target running `{os}`"));
         }
-        let change = self.push(
+        self.push(
             format!("machine.{name}"),
             ChangeKind::MachineChanged,
             Some(Value::Object(before)),
             Some(Value::Object(after)),
             notes.join("; "),
-            replaces,
+            locks,
         );
-        if replaces {
-            change.full_resync_machines = 1;
-            change.max_transfer_gib = gib;
-        }
     }
 
     fn groups(&mut self) {
@@ -672,7 +659,7 @@ impl<'p> Differ<'_, 'p> {
                         continue;
                     }
                     // Machines that stay on this target see its new settings; those that move
-                    // are already replaced through their own change.
+                    // are already reported through their own change.
                     let staying: Vec<usize> = served
                         .iter()
                         .copied()
@@ -684,12 +671,18 @@ impl<'p> Differ<'_, 'p> {
                         .collect();
                     let mut notes = Vec::new();
                     let mut dangerous = false;
-                    let mut gib = 0;
-                    if before.contains_key("retention_drive") && !staying.is_empty() {
-                        let (text, bound) = self.replace(&staying, false);
-                        notes.push(text);
-                        dangerous = true;
-                        gib = bound;
+                    if let (Some(from), Some(to)) = (
+                        before.get("retention_drive").and_then(Value::as_str),
+                        after.get("retention_drive").and_then(Value::as_str),
+                    ) {
+                        if crate::provider::same_retention_drive(from, to) {
+                            notes.push(format!(
+                                "`{from}` and `{to}` name the same retention volume: nothing changes"
+                            ));
+                        } else if !staying.is_empty() {
+                            notes.push(self.locked(&staying, "retention drive"));
+                            dangerous = true;
+                        }
                     }
                     if before.contains_key("esxi_host") {
                         notes.push(format!(
@@ -704,7 +697,7 @@ impl<'p> Differ<'_, 'p> {
                     if notes.is_empty() {
                         notes.push("no machine is affected".to_string());
                     }
-                    let change = self.push(
+                    self.push(
                         format!("master_target.{name}"),
                         ChangeKind::MasterTargetChanged,
                         Some(Value::Object(before)),
@@ -712,10 +705,6 @@ impl<'p> Differ<'_, 'p> {
                         notes.join("; "),
                         dangerous,
                     );
-                    if dangerous {
-                        change.full_resync_machines = staying.len();
-                        change.max_transfer_gib = gib;
-                    }
                 }
             }
         }
@@ -908,23 +897,12 @@ impl<'p> Differ<'_, 'p> {
             return;
         }
         let mut notes = Vec::new();
-        let mut gib = 0;
-        let mut replaced = 0;
         if let Some(ps) = after.get("process_server").and_then(Value::as_str) {
-            // Every machine that was already in the plan replicates through the old process
-            // server; new machines are reprotected through the new one anyway.
-            let (old, new) = (self.old, self.new);
-            let staying: Vec<usize> = (0..new.plan.machines.len())
-                .filter(|&m| old.index.machine(new.machine_name(m)).is_some())
-                .collect();
-            if staying.is_empty() {
-                notes.push(format!("machines replicate through process server `{ps}`"));
-            } else {
-                let (text, bound) = self.replace(&staying, true);
-                notes.push(text);
-                gib = bound;
-                replaced = staying.len();
-            }
+            // The one setting ASR can change on a reprotected machine (`reassociateGateway`):
+            // reprotected machines switch, the others are reprotected through it.
+            notes.push(format!(
+                "machines replicate through process server `{ps}`; reprotected ones switch to it (`switch-process-server`: no resync, no downtime)"
+            ));
         }
         if let Some(vcenter) = after.get("vcenter").and_then(Value::as_str) {
             notes.push(format!(
@@ -942,16 +920,19 @@ impl<'p> Differ<'_, 'p> {
                 "reprotects from now on use failback policy `{policy}`"
             ));
         }
-        let change = self.push(
+        if before.contains_key("home") {
+            notes.push(
+                "the reprotect back to Azure (`reprotect-home`) uses the new names".to_string(),
+            );
+        }
+        self.push(
             "plan".to_string(),
             ChangeKind::SiteChanged,
             Some(Value::Object(before)),
             Some(Value::Object(after)),
             notes.join("; "),
-            replaced > 0,
+            false,
         );
-        change.full_resync_machines = replaced;
-        change.max_transfer_gib = gib;
     }
 
     fn finish(mut self) -> PlanDiff {
@@ -971,17 +952,14 @@ impl<'p> Differ<'_, 'p> {
             ms.map(|m| self.new.disk_total(m))
                 .fold(0u64, u64::saturating_add)
         };
-        let full_resync_max_gib = total(&mut self.resync.iter().copied());
-        let new_gib = total(&mut self.added.difference(&self.resync).copied());
+        let new_gib = total(&mut self.added.iter().copied());
         let summary = Summary {
             changes: self.changes.len(),
             dangerous: self.changes.iter().filter(|c| c.dangerous).count(),
             added: count(Action::Added),
             removed: count(Action::Removed),
             changed: count(Action::Changed),
-            full_resync_machines: self.resync.len(),
-            full_resync_max_gib,
-            max_transfer_gib: full_resync_max_gib.saturating_add(new_gib),
+            max_transfer_gib: new_gib,
         };
         PlanDiff {
             changes: self.changes,
@@ -1035,7 +1013,7 @@ machines:
     }
 
     #[test]
-    fn a_datastore_change_is_a_dangerous_replace_with_its_transfer_bound() {
+    fn a_datastore_change_is_dangerous_because_it_locks_a_reprotected_machine() {
         let new = BASE.replace(
             "db-01: {os: linux, datastore: ds-1",
             "db-01: {os: linux, datastore: ds-2",
@@ -1045,20 +1023,45 @@ machines:
         let change = &diff.changes[0];
         assert_eq!(change.address, "machine.db-01");
         assert!(change.dangerous);
-        assert!(change.consequence.contains("full resync"), "{change:?}");
+        assert!(
+            change.consequence.contains("preflight::locked-setting"),
+            "{change:?}"
+        );
+        assert!(!change.consequence.contains("resync"), "{change:?}");
         assert_eq!(change.before, Some(json!({"datastore": "ds-1"})));
-        assert_eq!(diff.summary.full_resync_max_gib, 300);
+        assert_eq!(diff.summary.max_transfer_gib, 0, "nothing is sent");
     }
 
     #[test]
-    fn a_process_server_change_counts_each_machine_once() {
-        let new = BASE
-            .replace("process_server: ps}", "process_server: ps-2}")
-            .replace("datastore: ds-1, disks", "datastore: ds-2, disks");
+    fn a_process_server_change_is_a_switch_not_a_danger() {
+        let new = BASE.replace("process_server: ps}", "process_server: ps-2}");
         let diff = diff_texts(BASE, &new);
-        assert_eq!(diff.summary.full_resync_machines, 2);
-        assert_eq!(diff.summary.full_resync_max_gib, 300);
-        assert_eq!(diff.summary.dangerous, 2);
+        assert_eq!(diff.changes.len(), 1);
+        assert!(
+            diff.changes[0]
+                .consequence
+                .contains("switch-process-server"),
+            "{:?}",
+            diff.changes[0]
+        );
+        assert_eq!(diff.summary.dangerous, 0);
+    }
+
+    #[test]
+    fn r_and_r_colon_are_the_same_retention_drive() {
+        let old = BASE.replace("retention_drive: /r", "retention_drive: R");
+        assert_ne!(old, BASE);
+        let new = old.replace("retention_drive: R", "retention_drive: \"R:\"");
+        let diff = diff_texts(&old, &new);
+        assert_eq!(diff.changes.len(), 1, "{:?}", diff.changes);
+        assert!(!diff.changes[0].dangerous, "{:?}", diff.changes[0]);
+        assert!(
+            diff.changes[0]
+                .consequence
+                .contains("same retention volume"),
+            "{:?}",
+            diff.changes[0]
+        );
     }
 
     #[test]

@@ -20,10 +20,12 @@ use crate::assign::{Assignment, MAX_DISKS_PER_MASTER_TARGET};
 use crate::diagnostic::{Diagnostic, codes};
 use crate::model::{Machine, Plan, Recovery, Timestamp};
 use crate::provider::facts::{
-    AccountAccess, AzureReplica, DatastoreAccess, DatastoreType, Facts, HypervisorEdition,
-    MachineFacts, SourceKind, Stage,
+    AccountAccess, AppliedSettings, AzureReplica, DatastoreAccess, DatastoreType, Facts,
+    HypervisorEdition, MachineFacts, SourceKind, Stage,
 };
-use crate::provider::{OperationKind, RefreshRequest, ReprotectSettings};
+use crate::provider::{
+    HomeSettings, OperationKind, RefreshRequest, ReprotectSettings, same_retention_drive,
+};
 use crate::span::{Span, Spanned};
 
 /// Labels shown on one aggregated diagnostic before the rest are only counted.
@@ -73,6 +75,16 @@ pub fn reprotect_settings(
         retention_drive: target.retention_drive.value.clone(),
         recovery: machine.recovery(),
         failback_policy: plan.site.failback_policy.value.clone(),
+        home: None,
+    })
+}
+
+/// The names the leg home needs, from the plan's `site.home`.
+pub fn home_settings(plan: &Plan) -> Option<HomeSettings> {
+    plan.site.home.as_ref().map(|home| HomeSettings {
+        process_server: home.value.process_server.value.clone(),
+        run_as_account: home.value.run_as_account.value.clone(),
+        policy: home.value.policy.value.clone(),
     })
 }
 
@@ -255,6 +267,11 @@ fn checks(
             );
             continue;
         };
+        if machine_facts.stage == Stage::Reprotected
+            && let Some(applied) = &machine_facts.settings
+        {
+            locked_settings(plan, assignment, m, applied, &mut out);
+        }
         let Some(p) = pending[m] else { continue };
         if !p.any() {
             continue;
@@ -317,6 +334,102 @@ fn checks(
     out
 }
 
+/// A reprotected machine whose master target, datastore, retention drive or recovery type at
+/// the site differs from the plan. ASR has no operation that changes them, and disabling
+/// protection removes the item, after which the replica can never fail back (DESIGN.md §2),
+/// so the only ways forward are the user's: put the plan's value back, or fail back with the
+/// site's settings and change the plan afterwards. A setting the provider cannot tell is not
+/// compared. The process server is not locked: it becomes a `switch-process-server` change.
+fn locked_settings(
+    plan: &Plan,
+    assignment: &Assignment,
+    m: usize,
+    applied: &AppliedSettings,
+    out: &mut Vec<Diagnostic>,
+) {
+    let (name, machine) = plan.machines.get_index(m);
+    let Some(mt) = assignment.machine_target.get(m).copied().flatten() else {
+        return;
+    };
+    let (mt_name, target) = plan.master_targets.get_index(mt);
+    let recovery = machine.recovery();
+    let mut locked: Vec<(&str, String, String, Span)> = Vec::new();
+    if let Some(site) = &applied.master_target
+        && *site != mt_name.value
+    {
+        // The plan's value: where the machine or its group names it, or the machine's name
+        // when lifeboat assigned it. The group is looked up only here, for a drifted
+        // machine, so the check stays linear in machines.
+        let group_target = plan
+            .replication_groups
+            .iter()
+            .find(|(_, g)| {
+                g.machines
+                    .value
+                    .iter()
+                    .any(|member| member.value == name.value)
+            })
+            .and_then(|(_, g)| g.master_target.as_ref());
+        let mt_span = machine
+            .master_target
+            .as_ref()
+            .or(group_target)
+            .map_or(name.span, |named| named.span);
+        locked.push((
+            "master target",
+            site.clone(),
+            mt_name.value.clone(),
+            mt_span,
+        ));
+    }
+    if let Some(site) = &applied.datastore
+        && *site != machine.datastore.value
+    {
+        locked.push((
+            "datastore",
+            site.clone(),
+            machine.datastore.value.clone(),
+            machine.datastore.span,
+        ));
+    }
+    if let Some(site) = &applied.retention_drive
+        && !same_retention_drive(site, &target.retention_drive.value)
+    {
+        locked.push((
+            "retention drive",
+            site.clone(),
+            target.retention_drive.value.clone(),
+            target.retention_drive.span,
+        ));
+    }
+    if let Some(site) = applied.recovery
+        && site != recovery
+    {
+        locked.push((
+            "recovery",
+            site.as_str().to_string(),
+            recovery.as_str().to_string(),
+            machine.recovery.as_ref().map_or(name.span, |r| r.span),
+        ));
+    }
+    for (setting, site, planned, span) in locked {
+        out.push(
+            Diagnostic::error(
+                codes::PREFLIGHT_LOCKED_SETTING,
+                format!(
+                    "machine `{}` is reprotected with {setting} `{site}`, the plan says `{planned}`: ASR cannot change the {setting} of a reprotected machine",
+                    name.value
+                ),
+            )
+            .with_label(span, format!("the site has `{site}`"))
+            .with_help(format!(
+                "put `{site}` back in the plan, or fail `{}` back with the site's settings and change the plan afterwards; disabling protection to reprotect again would remove the replica, and an unprotected replica can never fail back",
+                name.value
+            )),
+        );
+    }
+}
+
 /// The ESXi host a machine's reprotect goes through: its master target's, as the site reports
 /// it, or as the plan says when the site does not.
 fn machine_host<'a>(
@@ -344,7 +457,7 @@ fn failback_host<'a>(check: &MachineCheck<'a>, machine: &Machine) -> Option<&'a 
         return Some(host.as_str());
     }
     if let Some(settings) = &check.facts.settings
-        && settings.recovery == Recovery::Original
+        && settings.recovery == Some(Recovery::Original)
         && let Some(vm) = &check.facts.vmware_vm
     {
         return vm.esxi_host.as_deref();
@@ -640,7 +753,11 @@ fn master_targets(
             ),
         }
         match &observed.retention_volumes {
-            Some(volumes) if !volumes.iter().any(|v| v == &target.retention_drive.value) => {
+            Some(volumes)
+                if !volumes
+                    .iter()
+                    .any(|v| same_retention_drive(v, &target.retention_drive.value)) =>
+            {
                 let have = if volumes.is_empty() {
                     "it has no retention volume".to_string()
                 } else {

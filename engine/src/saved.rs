@@ -46,8 +46,6 @@ pub struct SavedPlan {
     /// The state's serial when the plan was made.
     pub serial: u64,
     pub goal: Goal,
-    /// Whether `replace` changes may be carried out (`plan --allow-replace`).
-    pub allow_replace: bool,
     /// The `--target` addresses the plan was limited to; empty: the whole estate.
     #[serde(default)]
     pub targets: Vec<String>,
@@ -245,7 +243,6 @@ mod tests {
             lineage: state.lineage.clone(),
             serial: state.serial,
             goal: Goal::Reprotected,
-            allow_replace: false,
             targets: Vec::new(),
             parallelism: None,
             output: PlanOutput {

@@ -904,75 +904,66 @@ boot_order:
 }
 
 // ---------------------------------------------------------------------------------------------
-// 7. `replace` needs `allow_replace`
+// 7. A process-server switch, and no replace
 // ---------------------------------------------------------------------------------------------
 
-/// `m0` is reprotected through `mt-old`, the plan says `mt-l`: the planner plans a `replace`.
-fn replace_plan() -> ExecutionPlan {
-    let plan = build_with("committed", &independent_machines(1), |_| MachineFacts {
+fn reprotected_through(mt: &str, ps: &str) -> MachineFacts {
+    MachineFacts {
         settings: Some(AppliedSettings {
-            master_target: "mt-old".to_string(),
-            process_server: "p".to_string(),
-            datastore: "ds".to_string(),
-            retention_drive: "/r".to_string(),
-            recovery: Recovery::Original,
+            master_target: Some(mt.to_string()),
+            process_server: Some(ps.to_string()),
+            datastore: Some("ds".to_string()),
+            retention_drive: Some("/r".to_string()),
+            recovery: Some(Recovery::Original),
         }),
         ..MachineFacts::unknown(Stage::Reprotected)
+    }
+}
+
+/// `m0` replicates through process server `p-old`, the plan says `p`: a
+/// `switch-process-server` comes before the failback, and sends the plan's process server.
+#[tokio::test(start_paused = true)]
+async fn a_process_server_change_is_switched_before_the_failback() {
+    let plan = build_with("committed", &independent_machines(1), |_| {
+        reprotected_through("mt-l", "p-old")
     });
     assert_eq!(
         change_ids(&plan),
         [
-            "replace machine.m0",
+            "switch-process-server machine.m0",
             "failback machine.m0",
             "commit machine.m0"
         ]
     );
-    plan
-}
-
-#[tokio::test(start_paused = true)]
-async fn replace_is_refused_without_allow_replace() {
-    let plan = replace_plan();
+    assert!(
+        !plan.changes[0].risk.is_dangerous(),
+        "no resync, no downtime"
+    );
     let (outcome, fake) = execute(&plan, Fake::default(), &options()).await;
 
-    assert_eq!(outcome.failed_ids(), ["replace machine.m0"]);
-    let error = outcome.error_of("replace machine.m0");
-    assert!(!error.is_transient());
-    assert!(
-        error.message.contains("--allow-replace"),
-        "the message says how to proceed: {}",
-        error.message
-    );
-    assert!(fake.calls().is_empty(), "nothing may reach the provider");
-    assert!(
-        fake.trace.lock().expect("trace lock").is_empty(),
-        "nothing was journalled"
-    );
-    assert_eq!(outcome.report.skipped.len(), 2);
-}
-
-#[tokio::test(start_paused = true)]
-async fn replace_with_allow_replace_reprotects_with_the_plans_settings() {
-    let plan = replace_plan();
-    let allowed = ApplyOptions {
-        allow_replace: true,
-        ..options()
-    };
-    let (outcome, fake) = execute(&plan, Fake::default(), &allowed).await;
-
     assert!(outcome.report.is_success(), "{:?}", outcome.report);
-    let calls = fake.calls_to("m0", OperationKind::Reprotect);
+    let calls = fake.calls_to("m0", OperationKind::SwitchProcessServer);
     assert_eq!(calls.len(), 1);
     let sent = calls[0]
         .reprotect
         .as_ref()
-        .expect("a reprotect sends settings");
-    assert_eq!(Some(sent), plan.changes[0].settings.as_ref());
+        .expect("a switch sends settings");
+    assert_eq!(sent.process_server, "p", "the plan's process server");
+    assert_eq!(sent.master_target, "mt-l");
+}
+
+/// A reprotected machine whose master target differs from the plan gets no change for it:
+/// ASR cannot change it (preflight reports `preflight::locked-setting`), and there is no
+/// `replace` any more.
+#[test]
+fn a_locked_setting_is_never_a_change() {
+    let plan = build_with("committed", &independent_machines(1), |_| {
+        reprotected_through("mt-old", "p")
+    });
     assert_eq!(
-        sent.master_target, "mt-l",
-        "the plan's target, not the applied one"
+        change_ids(&plan),
+        ["failback machine.m0", "commit machine.m0"]
     );
-    assert_eq!(sent.recovery, Recovery::Original);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,7 +40,6 @@ use crate::render::plan as render_plan;
 pub struct ApplyArgs<'a> {
     pub target: &'a Path,
     pub auto_approve: bool,
-    pub allow_replace: bool,
     /// `None`: the saved plan's, else 10.
     pub parallelism: Option<usize>,
     pub format: DiagnosticFormat,
@@ -117,7 +116,6 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         eprint!("{}", render_human(&diagnostics, &session.file));
     }
 
-    let allow_replace = args.allow_replace || saved.as_ref().is_some_and(|s| s.allow_replace);
     let options = ApplyOptions {
         parallelism: args
             .parallelism
@@ -127,7 +125,6 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
             deadline: args.retry_deadline,
             ..RetryPolicy::default()
         },
-        allow_replace,
         window: session
             .plan
             .maintenance_window

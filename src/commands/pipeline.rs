@@ -146,7 +146,7 @@ impl Session {
             .machines
             .iter()
             .filter_map(|(name, fact)| {
-                Some((name.clone(), fact.settings.as_ref()?.master_target.clone()))
+                Some((name.clone(), fact.settings.as_ref()?.master_target.clone()?))
             })
             .collect();
         // Validation is deterministic in the plan and the current targets: with the same

@@ -39,7 +39,6 @@ pub struct PlanArgs<'a> {
     pub targets: &'a [String],
     pub out: Option<&'a Path>,
     pub refresh_only: bool,
-    pub allow_replace: bool,
     pub parallelism: Option<usize>,
     pub lock_timeout: Duration,
 }
@@ -204,7 +203,6 @@ fn save(
         lineage: state.lineage.clone(),
         serial: state.serial,
         goal: output.goal,
-        allow_replace: args.allow_replace,
         targets: args.targets.to_vec(),
         parallelism: args.parallelism,
         output: output.clone(),

@@ -38,7 +38,7 @@ pub fn run(path: &Path, format: OutputFormat) -> Exit {
     match format {
         OutputFormat::Human => {
             println!(
-                "Saved plan `{}` of `{}`: made {} from `{}` (sha256 {}), state lineage {} serial {}{}.\n",
+                "Saved plan `{}` of `{}`: made {} from `{}` (sha256 {}), state lineage {} serial {}.\n",
                 path.display(),
                 saved.plan_name,
                 saved.created_at,
@@ -46,11 +46,6 @@ pub fn run(path: &Path, format: OutputFormat) -> Exit {
                 saved.plan_file.sha256,
                 saved.lineage,
                 saved.serial,
-                if saved.allow_replace {
-                    ", replaces allowed"
-                } else {
-                    ""
-                }
             );
             print!("{}", render_plan::render_human(&saved.output));
         }

@@ -108,6 +108,12 @@ fn spec(plan: &Plan, validation: &Validation) -> InitSpec {
         vcenter: plan.site.vcenter.value.clone(),
         configuration_server: plan.site.configuration_server.value.clone(),
         process_server: plan.site.process_server.value.clone(),
+        home: plan.site.home.as_ref().map(|home| {
+            (
+                home.value.process_server.value.clone(),
+                home.value.run_as_account.value.clone(),
+            )
+        }),
         master_targets: plan
             .master_targets
             .iter()

@@ -56,7 +56,7 @@ pub fn human(report: &DiffReport, colour: bool) -> String {
     out
 }
 
-/// "3 differences: 1 dangerous, full resync of 1 machine (up to 2.1 TiB), 1 added, …".
+/// "3 differences: 1 dangerous, 1 added, …".
 pub fn summary_line(summary: &Summary) -> String {
     if summary.changes == 0 {
         return "no differences: both files describe the same plan".to_string();
@@ -64,9 +64,6 @@ pub fn summary_line(summary: &Summary) -> String {
     let mut parts = Vec::new();
     if summary.dangerous > 0 {
         parts.push(format!("{} dangerous", summary.dangerous));
-    }
-    if summary.full_resync_machines > 0 {
-        parts.push(full_resync(summary));
     }
     for (n, word) in [
         (summary.added, "added"),
@@ -90,17 +87,6 @@ pub fn summary_line(summary: &Summary) -> String {
         );
     }
     line
-}
-
-fn full_resync(summary: &Summary) -> String {
-    let mut text = format!(
-        "full resync of {}",
-        plural(summary.full_resync_machines, "machine")
-    );
-    if summary.full_resync_max_gib > 0 {
-        let _ = write!(text, " (up to {})", format_gib(summary.full_resync_max_gib));
-    }
-    text
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -294,11 +280,6 @@ const DETAILS_CLOSE: &str = "</details>\n";
 
 fn summary_table(summary: &Summary) -> String {
     let mut table = String::from("| | changes |\n|---|---:|\n");
-    let resync = if summary.full_resync_machines > 0 {
-        full_resync(summary).replacen("full resync of ", "", 1)
-    } else {
-        "0".to_string()
-    };
     let transfer = if summary.max_transfer_gib > 0 {
         format!("up to {}", format_gib(summary.max_transfer_gib))
     } else {
@@ -306,7 +287,6 @@ fn summary_table(summary: &Summary) -> String {
     };
     for (what, value) in [
         ("❗ dangerous", summary.dangerous.to_string()),
-        ("full resync", resync),
         ("added", summary.added.to_string()),
         ("removed", summary.removed.to_string()),
         ("changed", summary.changed.to_string()),
@@ -407,7 +387,6 @@ mod tests {
             after: None,
             consequence: "released".to_string(),
             dangerous: false,
-            full_resync_machines: 0,
             max_transfer_gib: 0,
         };
         let diff = PlanDiff {

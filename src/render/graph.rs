@@ -13,8 +13,7 @@ fn label(plan: &ExecutionPlan, node: &Node) -> (String, bool, bool) {
     match node {
         Node::Change(i) => {
             let change = &plan.changes[*i];
-            let dangerous = change.risk.is_dangerous()
-                || change.action == lifeboat_engine::planner::Action::Replace;
+            let dangerous = change.risk.is_dangerous();
             (
                 format!("{} {}", change.action, change.address),
                 dangerous,

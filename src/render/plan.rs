@@ -1,7 +1,7 @@
 //! Plans for people: the terminal view and the Markdown of pull-request comments.
 //!
 //! Both read a [`PlanOutput`] (the JSON shape), so `plan`, `show SAVED` and CI all render the
-//! same data the same way. Dangerous changes (downtime, full resync, replace) come first in
+//! same data the same way. Dangerous changes (downtime, full resync) come first in
 //! both views: they are what a reviewer must see.
 
 use std::fmt::Write as _;
@@ -16,7 +16,7 @@ pub const MARKDOWN_LIMIT: usize = 65_000;
 fn symbol(action: Action) -> &'static str {
     match action {
         Action::Reprotect => "+",
-        Action::Replace => "-/+",
+        Action::SwitchProcessServer => "~",
         Action::Failback => ">",
         Action::Commit => "=",
         Action::ReprotectHome => "^",
@@ -26,9 +26,6 @@ fn symbol(action: Action) -> &'static str {
 
 fn risk_words(change: &Change) -> String {
     let mut words = Vec::new();
-    if change.action == Action::Replace {
-        words.push("replace".to_string());
-    }
     if change.risk.downtime {
         words.push("downtime".to_string());
     }
@@ -42,7 +39,7 @@ fn risk_words(change: &Change) -> String {
 }
 
 fn is_dangerous(change: &Change) -> bool {
-    change.action == Action::Replace || change.risk.is_dangerous()
+    change.risk.is_dangerous()
 }
 
 /// What the change alters, compactly: the stage move, settings that change as `key: old →
@@ -79,12 +76,12 @@ pub fn summary_line(summary: &Summary) -> String {
         }
     };
     format!(
-        "Plan: {} to reprotect, {} to fail back, {} to commit, {} to reprotect home, {} to replace, {} to release; downtime for {}; up to {} to transfer.",
+        "Plan: {} to reprotect, {} to fail back, {} to commit, {} to reprotect home, {} to switch process server, {} to release; downtime for {}; up to {} to transfer.",
         count(Action::Reprotect),
         count(Action::Failback),
         count(Action::Commit),
         count(Action::ReprotectHome),
-        count(Action::Replace),
+        count(Action::SwitchProcessServer),
         count(Action::Release),
         machines(summary.downtime_machines),
         gib(summary.max_transfer_gib),

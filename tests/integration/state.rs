@@ -95,6 +95,7 @@ fn settings(master_target: &str, datastore: &str) -> ReprotectSettings {
         retention_drive: "/mnt/retention".to_string(),
         recovery: Recovery::Original,
         failback_policy: "auto".to_string(),
+        home: None,
     }
 }
 

@@ -53,8 +53,6 @@ pub struct ApplyOptions {
     /// Operations in flight at once (DESIGN.md §6 `--parallelism`, default 10).
     pub parallelism: usize,
     pub retry: RetryPolicy,
-    /// Carry out `replace` changes (full resync); refused without it.
-    pub allow_replace: bool,
     /// Failback and commit run only inside this window.
     pub window: Option<(jiff::Timestamp, jiff::Timestamp)>,
 }
@@ -64,7 +62,6 @@ impl Default for ApplyOptions {
         Self {
             parallelism: 10,
             retry: RetryPolicy::default(),
-            allow_replace: false,
             window: None,
         }
     }
@@ -369,15 +366,6 @@ async fn run_one(
     options: &ApplyOptions,
     on_event: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<(), ProviderError> {
-    if change.action == Action::Replace && !options.allow_replace {
-        return Err(ProviderError::permanent(
-            None,
-            format!(
-                "`{}` needs a full resync; run again with `--allow-replace` to carry it out",
-                change.id
-            ),
-        ));
-    }
     if matches!(change.action, Action::Failback | Action::Commit)
         && let Some((start, end)) = options.window
     {

@@ -200,10 +200,32 @@ pub struct Site {
     /// The failback policy ASR created (`auto`), or its name.
     #[serde(default = "default_failback_policy")]
     pub failback_policy: Spanned<String>,
+    /// The names the leg home needs (`reprotect-home`, VMware → Azure again); required when
+    /// `goal` is `protected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<Spanned<Home>>,
 }
 
 fn default_failback_policy() -> Spanned<String> {
     Spanned::bare("auto".to_string())
+}
+
+/// What ASR's reprotect back to Azure (`InMageAzureV2ReprotectInput`) names: the process
+/// server on the VMware site that replicates to Azure, the account that pushes the mobility
+/// agent, and the VMware-to-Azure replication policy. Microsoft's recorded sessions send all
+/// of them, and its cmdlet makes the process server mandatory, so lifeboat does not guess.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Home {
+    /// The process server on the VMware site (`ProcessServer.friendlyName`); its built-in
+    /// master target receives nothing: ASR takes the same server as both.
+    pub process_server: Spanned<String>,
+    /// The configuration server's run-as account (`RunAsAccount.accountName`).
+    pub run_as_account: Spanned<String>,
+    /// The VMware-to-Azure (`InMageAzureV2`) replication policy's name, or `auto`: the vault's
+    /// only such policy.
+    #[serde(default = "default_failback_policy")]
+    pub policy: Spanned<String>,
 }
 
 #[derive(

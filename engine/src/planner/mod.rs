@@ -2,8 +2,12 @@
 //! ordered list of changes and the operation DAG that `apply` walks.
 //!
 //! For every machine the planner lists the operations from its current stage to the goal
-//! (DESIGN.md §2), adds a `replace` first when a reprotected machine's settings drifted from
-//! the plan, and never plans a step backwards. The DAG's edges say "must finish before":
+//! (DESIGN.md §2), adds a `switch-process-server` first when a reprotected machine replicates
+//! through another process server than the plan names, and never plans a step backwards. The
+//! other reprotect settings (master target, datastore, retention drive, recovery type) cannot
+//! change once a machine is reprotected: ASR has no operation for it, and disabling protection
+//! would strand the machine in Azure (DESIGN.md §2), so their drift is a preflight error
+//! (`preflight::locked-setting`), never a change. The DAG's edges say "must finish before":
 //!
 //! - a machine's own operations run in lifecycle order;
 //! - a replication group's failbacks wait for every member's reprotect (one checkpoint node
@@ -26,7 +30,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Goal, Plan};
-use crate::preflight::reprotect_settings;
+use crate::preflight::{home_settings, reprotect_settings};
 use crate::provider::facts::{AppliedSettings, Facts};
 use crate::provider::{OperationKind, ReprotectSettings, Stage};
 use crate::validate::Validation;
@@ -41,8 +45,9 @@ pub enum Action {
     Failback,
     Commit,
     ReprotectHome,
-    /// Disable protection and reprotect again with the plan's settings: a full resync.
-    Replace,
+    /// Move a reprotected machine's replication to the plan's process server (ASR's
+    /// `reassociateGateway`); no resync, no downtime.
+    SwitchProcessServer,
     /// Forget a machine that left the plan; no provider call.
     Release,
 }
@@ -53,7 +58,7 @@ impl Action {
         Self::Failback,
         Self::Commit,
         Self::ReprotectHome,
-        Self::Replace,
+        Self::SwitchProcessServer,
         Self::Release,
     ];
 
@@ -63,7 +68,7 @@ impl Action {
             Self::Failback => "failback",
             Self::Commit => "commit",
             Self::ReprotectHome => "reprotect-home",
-            Self::Replace => "replace",
+            Self::SwitchProcessServer => "switch-process-server",
             Self::Release => "release",
         }
     }
@@ -74,14 +79,15 @@ impl Action {
             OperationKind::Failback => Self::Failback,
             OperationKind::Commit => Self::Commit,
             OperationKind::ReprotectHome => Self::ReprotectHome,
+            OperationKind::SwitchProcessServer => Self::SwitchProcessServer,
         }
     }
 
     /// The provider operation that carries the action out; `None` for `release`.
-    /// A `replace` ends in a reprotect with the new settings.
     pub fn operation(self) -> Option<OperationKind> {
         match self {
-            Self::Reprotect | Self::Replace => Some(OperationKind::Reprotect),
+            Self::Reprotect => Some(OperationKind::Reprotect),
+            Self::SwitchProcessServer => Some(OperationKind::SwitchProcessServer),
             Self::Failback => Some(OperationKind::Failback),
             Self::Commit => Some(OperationKind::Commit),
             Self::ReprotectHome => Some(OperationKind::ReprotectHome),
@@ -128,7 +134,7 @@ pub struct Change {
     /// Ids of the changes and checkpoints this change waits for.
     pub depends_on: Vec<String>,
     pub risk: Risk,
-    /// What a reprotect or replace sends to the provider.
+    /// What a reprotect, a process-server switch or a reprotect home sends to the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<ReprotectSettings>,
 }
@@ -183,66 +189,38 @@ impl ExecutionPlan {
     }
 }
 
-/// The settings as before/after maps show them.
-fn settings_map(
-    stage: Stage,
-    settings: Option<(&str, &str, &str, &str, &str)>,
-) -> BTreeMap<String, String> {
+type Tuple<'a> = [(&'static str, Option<&'a str>); 5];
+
+/// The settings as before/after maps show them; a setting the provider cannot tell is left
+/// out rather than shown as a guess.
+fn settings_map(stage: Stage, settings: Option<Tuple<'_>>) -> BTreeMap<String, String> {
     let mut map = BTreeMap::from([("stage".to_string(), stage.as_str().to_string())]);
-    if let Some((mt, ps, ds, rd, recovery)) = settings {
-        map.insert("master_target".into(), mt.into());
-        map.insert("process_server".into(), ps.into());
-        map.insert("datastore".into(), ds.into());
-        map.insert("retention_drive".into(), rd.into());
-        map.insert("recovery".into(), recovery.into());
+    for (key, value) in settings.into_iter().flatten() {
+        if let Some(value) = value {
+            map.insert(key.to_string(), value.to_string());
+        }
     }
     map
 }
 
-fn applied_tuple(s: &AppliedSettings) -> (&str, &str, &str, &str, &str) {
-    (
-        &s.master_target,
-        &s.process_server,
-        &s.datastore,
-        &s.retention_drive,
-        s.recovery.as_str(),
-    )
+fn applied_tuple(s: &AppliedSettings) -> Tuple<'_> {
+    [
+        ("master_target", s.master_target.as_deref()),
+        ("process_server", s.process_server.as_deref()),
+        ("datastore", s.datastore.as_deref()),
+        ("retention_drive", s.retention_drive.as_deref()),
+        ("recovery", s.recovery.map(crate::model::Recovery::as_str)),
+    ]
 }
 
-fn desired_tuple(s: &ReprotectSettings) -> (&str, &str, &str, &str, &str) {
-    (
-        &s.master_target,
-        &s.process_server,
-        &s.datastore,
-        &s.retention_drive,
-        s.recovery.as_str(),
-    )
-}
-
-/// The settings that differ, as `name: old → new` fragments.
-fn drift(applied: &AppliedSettings, desired: &ReprotectSettings) -> Vec<String> {
-    let names = [
-        "master target",
-        "process server",
-        "datastore",
-        "retention drive",
-        "recovery",
-    ];
-    let old = applied_tuple(applied);
-    let new = desired_tuple(desired);
-    let pairs = [
-        (old.0, new.0),
-        (old.1, new.1),
-        (old.2, new.2),
-        (old.3, new.3),
-        (old.4, new.4),
-    ];
-    names
-        .iter()
-        .zip(pairs)
-        .filter(|(_, (a, b))| a != b)
-        .map(|(name, (a, b))| format!("{name} `{a}` → `{b}`"))
-        .collect()
+fn desired_tuple(s: &ReprotectSettings) -> Tuple<'_> {
+    [
+        ("master_target", Some(s.master_target.as_str())),
+        ("process_server", Some(s.process_server.as_str())),
+        ("datastore", Some(s.datastore.as_str())),
+        ("retention_drive", Some(s.retention_drive.as_str())),
+        ("recovery", Some(s.recovery.as_str())),
+    ]
 }
 
 /// Builds the execution plan. `released` lists machines the state knows but the plan no
@@ -306,25 +284,27 @@ pub fn build(
 
         if stage == Stage::Reprotected
             && let (Some(applied), Some(desired)) = (&fact.settings, &desired)
+            && let Some(current) = &applied.process_server
+            && *current != desired.process_server
         {
-            let differences = drift(applied, desired);
-            if !differences.is_empty() {
-                push(
-                    Action::Replace,
-                    format!(
-                        "reprotected with other settings than the plan ({}); a reprotected machine changes them only by disabling protection and reprotecting again",
-                        differences.join(", ")
-                    ),
-                    settings_map(stage, Some(applied_tuple(applied))),
-                    settings_map(stage, Some(desired_tuple(desired))),
-                    Risk {
-                        downtime: false,
-                        full_resync: true,
-                        max_transfer_gib: transfer,
-                    },
-                    Some(desired.clone()),
-                );
-            }
+            // The one setting ASR can change on a reprotected machine; the others are
+            // preflight errors (`preflight::locked-setting`).
+            let mut after = applied.clone();
+            after.process_server = Some(desired.process_server.clone());
+            push(
+                Action::SwitchProcessServer,
+                format!(
+                    "replicates through process server `{current}`, the plan names `{}`: ASR moves the replication (no resync, no downtime)",
+                    desired.process_server
+                ),
+                settings_map(stage, Some(applied_tuple(applied))),
+                settings_map(stage, Some(applied_tuple(&after))),
+                Risk::default(),
+                Some(ReprotectSettings {
+                    process_server: desired.process_server.clone(),
+                    ..desired.clone()
+                }),
+            );
         }
 
         for kind in OperationKind::ALL {
@@ -377,14 +357,26 @@ pub fn build(
                     None,
                 ),
                 OperationKind::ReprotectHome => (
-                    "protects the machine again, VMware → Azure (initial replication)".to_string(),
+                    match &plan.site.value.home {
+                        Some(home) => format!(
+                            "protects the machine again, VMware → Azure, through process server `{}` (initial replication)",
+                            home.value.process_server.value
+                        ),
+                        None => "protects the machine again, VMware → Azure (initial replication)"
+                            .to_string(),
+                    },
                     Risk {
                         downtime: false,
                         full_resync: false,
                         max_transfer_gib: transfer,
                     },
-                    None,
+                    desired.clone().map(|settings| ReprotectSettings {
+                        home: home_settings(plan),
+                        ..settings
+                    }),
                 ),
+                // Planned above, from drift, not from the lifecycle.
+                OperationKind::SwitchProcessServer => continue,
             };
             let before_settings = fact
                 .settings
@@ -434,19 +426,22 @@ fn build_graph(
         graph.add_node(Node::Change(i));
     }
     let node = NodeIndex::new;
+    // What a group's failbacks wait for: each member's reprotect, or its process-server
+    // switch when it is reprotected already.
     let first_reprotect = |m: usize| {
         by_machine[m]
-            .get(&Action::Replace)
-            .or_else(|| by_machine[m].get(&Action::Reprotect))
+            .get(&Action::Reprotect)
+            .or_else(|| by_machine[m].get(&Action::SwitchProcessServer))
             .copied()
     };
     let failback = |m: usize| by_machine[m].get(&Action::Failback).copied();
 
-    // A machine's own operations, in lifecycle order (a replace comes before everything).
+    // A machine's own operations, in lifecycle order (a process-server switch comes before
+    // the failback it prepares).
     for actions in by_machine {
         let order = [
-            Action::Replace,
             Action::Reprotect,
+            Action::SwitchProcessServer,
             Action::Failback,
             Action::Commit,
             Action::ReprotectHome,

@@ -288,14 +288,17 @@ pub struct VmwareVmFacts {
     pub datastore: Option<String>,
 }
 
-/// Settings of a reprotect as the provider recorded them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings of a reprotect as the provider recorded them. Each is `None` when the provider
+/// cannot tell it: ASR's reprotected item names its process server and datastores but not
+/// always its master target (`null` in Microsoft's recorded sessions), and never its
+/// retention drive or recovery type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppliedSettings {
-    pub master_target: String,
-    pub process_server: String,
-    pub datastore: String,
-    pub retention_drive: String,
-    pub recovery: Recovery,
+    pub master_target: Option<String>,
+    pub process_server: Option<String>,
+    pub datastore: Option<String>,
+    pub retention_drive: Option<String>,
+    pub recovery: Option<Recovery>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

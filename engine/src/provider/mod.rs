@@ -88,7 +88,9 @@ impl From<&str> for OperationId {
     }
 }
 
-/// The four operations of the lifecycle (DESIGN.md §2).
+/// The operations a provider carries out: the four of the lifecycle (DESIGN.md §2), and the
+/// one change ASR allows on a reprotected machine, moving its replication to another
+/// process server (`switch-process-server`, ASR's `reassociateGateway`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
 )]
@@ -98,9 +100,12 @@ pub enum OperationKind {
     Failback,
     Commit,
     ReprotectHome,
+    SwitchProcessServer,
 }
 
 impl OperationKind {
+    /// The lifecycle's operations, in order; `switch-process-server` keeps the stage and is
+    /// not one of them.
     pub const ALL: [OperationKind; 4] = [
         OperationKind::Reprotect,
         OperationKind::Failback,
@@ -114,6 +119,7 @@ impl OperationKind {
             Self::Failback => "failback",
             Self::Commit => "commit",
             Self::ReprotectHome => "reprotect-home",
+            Self::SwitchProcessServer => "switch-process-server",
         }
     }
 
@@ -121,7 +127,7 @@ impl OperationKind {
     pub fn from_stage(self) -> Stage {
         match self {
             Self::Reprotect => Stage::FailedOver,
-            Self::Failback => Stage::Reprotected,
+            Self::Failback | Self::SwitchProcessServer => Stage::Reprotected,
             Self::Commit => Stage::FailedBack,
             Self::ReprotectHome => Stage::Committed,
         }
@@ -130,7 +136,7 @@ impl OperationKind {
     /// The stage the machine reaches when the operation succeeds.
     pub fn to_stage(self) -> Stage {
         match self {
-            Self::Reprotect => Stage::Reprotected,
+            Self::Reprotect | Self::SwitchProcessServer => Stage::Reprotected,
             Self::Failback => Stage::FailedBack,
             Self::Commit => Stage::Committed,
             Self::ReprotectHome => Stage::Protected,
@@ -157,7 +163,9 @@ pub struct OperationRequest {
     pub id: OperationId,
     pub machine: String,
     pub kind: OperationKind,
-    /// The reprotect settings; required for `reprotect`, ignored otherwise.
+    /// The reprotect settings; required for `reprotect` and `switch-process-server` (whose
+    /// `process_server` is the new one) and for `reprotect-home` (its `home`), ignored
+    /// otherwise.
     pub reprotect: Option<ReprotectSettings>,
 }
 
@@ -172,6 +180,44 @@ pub struct ReprotectSettings {
     pub recovery: Recovery,
     /// The failback policy (`auto`: the one ASR created).
     pub failback_policy: String,
+    /// The names `reprotect-home` sends (the plan's `site.home`); absent for the other
+    /// operations and when the plan names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<HomeSettings>,
+}
+
+/// What the reprotect back to Azure sends (ASR's `InMageAzureV2ReprotectInput`), by name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HomeSettings {
+    /// The process server on the VMware site that replicates to Azure.
+    pub process_server: String,
+    /// The configuration server's run-as account.
+    pub run_as_account: String,
+    /// The VMware-to-Azure policy (`auto`: the vault's only one).
+    pub policy: String,
+}
+
+/// Whether two retention drives are the same volume. Windows volumes are written `R:` in
+/// plans and by people, and reported as `R` by ASR (`RetentionVolume.volumeName` in
+/// Microsoft's recorded sessions: `D`, `F`); case does not matter to Windows either. Linux
+/// mount points compare as written.
+pub fn same_retention_drive(a: &str, b: &str) -> bool {
+    fn windows_letter(drive: &str) -> Option<char> {
+        let drive = drive.trim_end_matches(['\\', '/']);
+        let drive = drive.strip_suffix(':').unwrap_or(drive);
+        let mut chars = drive.chars();
+        match (chars.next(), chars.next()) {
+            (Some(letter), None) if letter.is_ascii_alphabetic() => {
+                Some(letter.to_ascii_uppercase())
+            }
+            _ => None,
+        }
+    }
+    match (windows_letter(a), windows_letter(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// A finished operation.

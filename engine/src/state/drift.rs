@@ -9,8 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::State;
-use crate::provider::ReprotectSettings;
+use crate::model::Recovery;
 use crate::provider::facts::{AppliedSettings, Facts};
+use crate::provider::{ReprotectSettings, same_retention_drive};
 
 /// One difference between the state and the sites.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -38,6 +39,7 @@ pub enum DriftKind {
 
 /// A setting's name and value.
 type Setting<'a> = (&'static str, &'a str);
+type Observed<'a> = (&'static str, Option<&'a str>);
 
 fn pairs(s: &ReprotectSettings) -> [Setting<'_>; 5] {
     [
@@ -49,13 +51,14 @@ fn pairs(s: &ReprotectSettings) -> [Setting<'_>; 5] {
     ]
 }
 
-fn observed(s: &AppliedSettings) -> [Setting<'_>; 5] {
+/// The observed settings; `None` where the provider cannot tell, which is never drift.
+fn observed(s: &AppliedSettings) -> [Observed<'_>; 5] {
     [
-        ("master_target", &s.master_target),
-        ("process_server", &s.process_server),
-        ("datastore", &s.datastore),
-        ("retention_drive", &s.retention_drive),
-        ("recovery", s.recovery.as_str()),
+        ("master_target", s.master_target.as_deref()),
+        ("process_server", s.process_server.as_deref()),
+        ("datastore", s.datastore.as_deref()),
+        ("retention_drive", s.retention_drive.as_deref()),
+        ("recovery", s.recovery.map(Recovery::as_str)),
     ]
 }
 
@@ -91,7 +94,14 @@ pub fn detect(state: &State, facts: &Facts) -> Vec<Drift> {
             let differing: Vec<(Setting<'_>, Setting<'_>)> = pairs(recorded)
                 .into_iter()
                 .zip(observed(seen))
-                .filter(|(a, b)| a.1 != b.1)
+                .filter_map(|(a, (key, seen))| Some((a, (key, seen?))))
+                .filter(|(a, b)| {
+                    if a.0 == "retention_drive" {
+                        !same_retention_drive(a.1, b.1)
+                    } else {
+                        a.1 != b.1
+                    }
+                })
                 .collect();
             if !differing.is_empty() {
                 let recorded_text = differing
@@ -141,13 +151,14 @@ mod tests {
             retention_drive: "R:".into(),
             recovery: Recovery::Original,
             failback_policy: "auto".into(),
+            home: None,
         };
         let applied = |datastore: &str| AppliedSettings {
-            master_target: "mt-01".into(),
-            process_server: "ps-01".into(),
-            datastore: datastore.into(),
-            retention_drive: "R:".into(),
-            recovery: Recovery::Original,
+            master_target: Some("mt-01".into()),
+            process_server: Some("ps-01".into()),
+            datastore: Some(datastore.into()),
+            retention_drive: Some("R".into()),
+            recovery: Some(Recovery::Original),
         };
         let mut state = State::new();
         let at = |stage| MachineState {

@@ -349,6 +349,7 @@ mod tests {
             retention_drive: "R:".to_string(),
             recovery: Recovery::Original,
             failback_policy: "auto".to_string(),
+            home: None,
         }
     }
 

@@ -22,6 +22,26 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
         );
     }
 
+    // The leg home needs names the failback leg does not (ASR's reprotect to Azure names its
+    // process server, run-as account and policy); without them `reprotect-home` cannot be
+    // sent, so a plan that goes that far must give them.
+    if let Some(goal) = &plan.goal
+        && goal.value == crate::model::Goal::Protected
+        && plan.site.value.home.is_none()
+    {
+        out.push(
+            Diagnostic::error(
+                codes::PLAN_SCHEMA,
+                "goal `protected` needs `site.home`: the names of the leg back to Azure",
+            )
+            .with_label(goal.span, "reprotects the machines to Azure")
+            .with_label(plan.site.span, "no `home` here")
+            .with_help(
+                "add `home: {process_server: …, run_as_account: …}` under `site` (the process server on the VMware site and the configuration server's run-as account; `policy` defaults to `auto`)",
+            ),
+        );
+    }
+
     duplicate_keys(&plan.machines, "machine", out);
     duplicate_keys(&plan.master_targets, "master target", out);
     duplicate_keys(&plan.replication_groups, "replication group", out);

@@ -1,7 +1,7 @@
 //! The ARM client: authenticated GETs with `nextLink` paging, POSTs of actions, retries.
 //!
-//! - Every request carries a bearer token, `x-ms-client-request-id` (the engine's operation id
-//!   for actions, a fresh uuid otherwise) and `Accept: application/json`. ARM's
+//! - Every request carries a bearer token, `x-ms-client-request-id` (a GUID derived from the
+//!   engine's operation id for actions, a fresh one otherwise) and `Accept: application/json`. ARM's
 //!   `x-ms-request-id` and `x-ms-correlation-request-id` are logged at debug level.
 //! - Throttling (429), server errors (5xx) and connection failures are transient: a GET is
 //!   retried with exponential backoff (backon), each wait replaced by ARM's `Retry-After`

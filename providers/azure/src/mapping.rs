@@ -16,18 +16,27 @@
 //! whose primary is the VMware site) says where the machine runs; an `InMage` item also says
 //! it directly in `activeSiteType` (`Azure`/`OnPrem`), which wins when present.
 //! `allowedOperations` (`ReplicationProtectedItemOperation`) tells a failover awaiting its
-//! commit (`Commit` allowed) from a committed one. `protectionState` is a free string in the
-//! definitions (no enum), so the rule does not depend on it.
+//! commit (`Commit` allowed) from a committed one.
 //!
-//! | `instanceType` | runs in | `allowedOperations` | stage |
+//! What a committed failback looks like comes from Microsoft's recorded sessions against a
+//! real vault (Azure/azure-powershell, `SessionRecords/…AsrV2ATests/V2ATestReprotect.json`;
+//! fixture `tests/fixtures/recorded/committed-item.json`): an `InMage` item with
+//! `activeSiteType: OnPrem`, `activeLocation: Recovery`, `protectionState:
+//! UnplannedFailoverCommitted` and `allowedOperations: [CompleteMigration, DisableProtection,
+//! SwitchProtection]`: no `Commit`, no `ReverseReplicate`. `SwitchProtection` (ASR's name for
+//! a reprotect) is what is left to do. `protectionState` is a free string in the definitions,
+//! so it only confirms: `UnplannedFailoverCommitted` reads as committed even while a job has
+//! emptied `allowedOperations`.
+//!
+//! | `instanceType` | runs in | `allowedOperations` / `protectionState` | stage |
 //! |---|---|---|---|
 //! | `InMageAzureV2` | Azure (`Recovery`) | has `Commit` | error: the failover to Azure is not committed |
 //! | `InMageAzureV2` | Azure (`Recovery`) | otherwise | `failed-over` |
 //! | `InMageAzureV2` | VMware (`Primary`) | any | `protected` |
 //! | `InMage` | Azure | any | `reprotected` |
 //! | `InMage` | VMware | has `Commit` | `failed-back` |
-//! | `InMage` | VMware | has `ReverseReplicate`, no `Commit` | `committed` |
-//! | `InMage` | VMware | neither | `failed-back` |
+//! | `InMage` | VMware | `UnplannedFailoverCommitted`, or `SwitchProtection`, `CompleteMigration` or `ReverseReplicate` without `Commit` | `committed` |
+//! | `InMage` | VMware | otherwise | `failed-back` |
 //! | anything else | | | error: not a VMware failback item |
 //!
 //! When `allowedOperations` does not settle it (ASR empties it while a job runs), the lower
@@ -43,14 +52,14 @@
 use jiff::{SignedDuration, Timestamp};
 use lifeboat_engine::model::Os;
 use lifeboat_engine::provider::facts::{
-    ConfigurationServerFacts, DatastoreFacts, DatastoreType, EsxiHostFacts, MachineFacts,
-    MasterTargetFacts, ProcessServerFacts, SourceKind, VcenterFacts,
+    AppliedSettings, ConfigurationServerFacts, DatastoreFacts, DatastoreType, EsxiHostFacts,
+    MachineFacts, MasterTargetFacts, ProcessServerFacts, SourceKind, VcenterFacts,
 };
 use lifeboat_engine::provider::{Facts, RefreshRequest, Stage};
 
 use crate::arm::{
     Fabric, FabricSpecificDetails, MasterTargetServer, ProcessServer, ProtectedDiskDetails,
-    ReplicationProtectedItem, ReplicationProviderSpecificSettings, VCenter,
+    ReplicationProtectedItem, ReplicationProviderSpecificSettings, VCenter, VMwareDetails,
 };
 
 /// A heartbeat older than this counts as lost. lifeboat's choice: ASR's components beat
@@ -105,9 +114,19 @@ pub fn stage(item: &ReplicationProtectedItem) -> Result<Stage, StageError> {
                 Some("OnPrem") => false,
                 _ => at_recovery,
             };
+            let committed_state = props
+                .protection_state
+                .as_deref()
+                .is_some_and(|state| state.eq_ignore_ascii_case("UnplannedFailoverCommitted"));
             if in_azure {
                 Ok(Stage::Reprotected)
-            } else if !allows("Commit") && allows("ReverseReplicate") {
+            } else if allows("Commit") {
+                Ok(Stage::FailedBack)
+            } else if committed_state
+                || ["SwitchProtection", "CompleteMigration", "ReverseReplicate"]
+                    .iter()
+                    .any(|op| allows(op))
+            {
                 Ok(Stage::Committed)
             } else {
                 Ok(Stage::FailedBack)
@@ -234,10 +253,56 @@ pub fn facts(
         if let Some(name) = item.properties.friendly_name.as_deref()
             && request.machines.iter().any(|m| m == name)
         {
-            facts.machines.insert(name.to_string(), machine(item)?);
+            let mut observed = machine(item)?;
+            if observed.stage == Stage::Reprotected {
+                observed.settings = cs.and_then(|cs| applied_settings(item, cs));
+            }
+            facts.machines.insert(name.to_string(), observed);
         }
     }
     Ok(facts)
+}
+
+/// What a reprotected (`InMage`) item tells of its reprotect settings, by name: the process
+/// server and master target its ids name in the configuration server's lists, and its
+/// datastore when it lists exactly one. The retention drive and the recovery type are not
+/// reported at all, and the master target is `null` in Microsoft's recorded session of a
+/// reprotected item: those stay unknown (`None`), never guessed.
+fn applied_settings(
+    item: &ReplicationProtectedItem,
+    cs: &VMwareDetails,
+) -> Option<AppliedSettings> {
+    let Some(ReplicationProviderSpecificSettings::InMage(details)) =
+        &item.properties.provider_specific_details
+    else {
+        return None;
+    };
+    let same =
+        |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
+    let process_server = details.process_server_id.as_deref().and_then(|id| {
+        cs.process_servers
+            .iter()
+            .find(|ps| same(&ps.id, id))
+            .and_then(|ps| ps.friendly_name.clone())
+    });
+    let master_target = details.master_target_id.as_deref().and_then(|id| {
+        cs.master_target_servers
+            .iter()
+            .find(|mt| same(&mt.id, id))
+            .and_then(|mt| mt.name.clone())
+    });
+    let datastore = match details.datastores.as_slice() {
+        [only] => Some(only.clone()),
+        _ => None,
+    };
+    let settings = AppliedSettings {
+        master_target,
+        process_server,
+        datastore,
+        retention_drive: None,
+        recovery: None,
+    };
+    (settings != AppliedSettings::default()).then_some(settings)
 }
 
 /// A process server is unhealthy when its heartbeat is stale (a server that stopped

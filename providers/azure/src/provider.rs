@@ -6,20 +6,26 @@
 //!   (`currentScenario.jobId`), awaits that job first; then, if the item is at the
 //!   operation's target stage, the operation is done. Otherwise, if a job whose `activityId` carries the operation id
 //!   exists (ASR records `x-ms-client-request-id` there), that job is awaited instead of
-//!   starting another; else the action is POSTed with `x-ms-client-request-id` = the
-//!   operation id and its job followed ([`crate::lro`]). A job that failed with a transient
-//!   code does not count: the action is sent again, which is what retrying means.
+//!   starting another; else the action is POSTed with `x-ms-client-request-id` =
+//!   [`client_request_id`] of the operation id and its job followed ([`crate::lro`]). A job
+//!   that failed with a transient code does not count: the action is sent again, which is
+//!   what retrying means.
 //! - `status` reads the job by `activityId`; no job is `Unknown`.
+//!
+//! # Client request ids
+//!
+//! ARM's RPC says `x-ms-client-request-id` is "a GUID with no decoration", and ASR copies it
+//! into the job's `activityId` (`"<GUID> ActivityId: <correlation id>"` in Microsoft's
+//! recorded sessions). lifeboat's operation ids are not GUIDs, so the header carries a GUID
+//! derived from the operation id (SHA-256, the first 16 bytes as a version-8 UUID): the same
+//! operation id always gives the same GUID, so after a crash the job is found again by the
+//! operation id alone, with nothing else to remember.
 //!
 //! # `reprotect-home`
 //!
-//! Every field of `InMageAzureV2ReprotectInput` is optional in the definitions, and the plan
-//! names no process server or master target for the leg back to Azure: the plan's process
-//! server and master targets serve the failback leg (the process server runs in Azure, the
-//! master targets on premises), the wrong ends for VMware → Azure. So lifeboat sends neither
-//! and leaves ASR to use the configuration server's own, which protected the machine at
-//! first. It sends `policyId` when the vault has exactly one `InMageAzureV2` policy (the
-//! replication policy of the first protection), and nothing else.
+//! `InMageAzureV2ReprotectInput` as the recorded session sends it: the plan's `site.home`
+//! process server (its id also as `masterTargetId`, as recorded), run-as account and
+//! VMware-to-Azure policy, all resolved from the configuration server's fabric.
 //!
 //! # Concurrency
 //!
@@ -37,13 +43,16 @@ use lifeboat_engine::provider::{
     ProviderError, ProviderInfo, RefreshRequest,
 };
 
-use crate::arm::{Fabric, Job, JobState, Policy, ReplicationProtectedItem, VCenter};
+use crate::arm::{
+    Fabric, Job, JobState, Policy, ReplicationProtectedItem, ReplicationProviderSpecificSettings,
+    VCenter,
+};
 use crate::client::{ArmClient, RetryPolicy};
 use crate::config::{AzureConfig, ConfigError, http_client};
 use crate::credential::{Credential, TokenSource};
 use crate::lro::{self, PollPolicy, Started};
 use crate::mapping::{self, Inventory};
-use crate::requests::{self, InMageAzureV2Reprotect, ProtectedItemRef, Resolver};
+use crate::requests::{self, ProtectedItemRef, Resolver};
 
 /// The most operations the provider runs at once (see the module documentation).
 pub const MAX_CONCURRENCY: usize = 8;
@@ -126,6 +135,9 @@ impl AzureProvider {
     /// The jobs started with this operation id, the most telling first: running, then
     /// succeeded, then failed, each group newest first.
     async fn jobs_of(&self, id: &OperationId) -> Result<Vec<Job>, ProviderError> {
+        // The GUID lifeboat sends; the bare operation id is what lifeboat sent before it
+        // sent GUIDs, so a job started by an older run is still found.
+        let guid = client_request_id(id);
         let mut jobs: Vec<Job> = self
             .jobs()
             .await?
@@ -134,7 +146,7 @@ impl AzureProvider {
                 job.properties
                     .activity_id
                     .as_deref()
-                    .is_some_and(|activity| carries(activity, &id.0))
+                    .is_some_and(|activity| carries(activity, &guid) || carries(activity, &id.0))
             })
             .collect();
         // Within a group the newest comes first: an older transient failure must not hide a
@@ -281,31 +293,83 @@ impl AzureProvider {
             OperationKind::Failback => requests::failback(vault, &at, api),
             OperationKind::Commit => requests::commit(vault, &at, api),
             OperationKind::ReprotectHome => {
-                let policies = self.policies().await?;
-                requests::reprotect_home(vault, &at, &reprotect_home_ids(&policies), api)
+                let home = request
+                    .reprotect
+                    .as_ref()
+                    .and_then(|settings| settings.home.as_ref())
+                    .ok_or_else(|| {
+                        ProviderError::permanent(
+                            Some("UnresolvedName".to_string()),
+                            format!(
+                                "the reprotect of `{}` to Azure needs `site.home` in the plan: ASR needs its process server and run-as account",
+                                request.machine
+                            ),
+                        )
+                    })?;
+                let (fabrics, policies) = tokio::try_join!(self.fabrics(), self.policies())?;
+                let ids = Resolver::new(&fabrics, &policies, &at.fabric)
+                    .and_then(|resolver| resolver.home(home))
+                    .map_err(|e| {
+                        ProviderError::permanent(Some("UnresolvedName".to_string()), e.to_string())
+                    })?;
+                requests::reprotect_home(vault, &at, &ids, api)
+            }
+            OperationKind::SwitchProcessServer => {
+                let settings = request.reprotect.as_ref().ok_or_else(|| {
+                    ProviderError::permanent(
+                        None,
+                        format!(
+                            "process-server switch of `{}` without its settings",
+                            request.machine
+                        ),
+                    )
+                })?;
+                let source = current_process_server_id(item).ok_or_else(|| {
+                    ProviderError::permanent(
+                        Some("InvalidResponse".to_string()),
+                        format!(
+                            "ASR reports no process server for `{}`, so there is none to switch from",
+                            request.machine
+                        ),
+                    )
+                })?;
+                let (fabrics, policies) = tokio::try_join!(self.fabrics(), self.policies())?;
+                let target = Resolver::new(&fabrics, &policies, &at.fabric)
+                    .and_then(|resolver| resolver.process_server_id(&settings.process_server))
+                    .map_err(|e| {
+                        ProviderError::permanent(Some("UnresolvedName".to_string()), e.to_string())
+                    })?;
+                requests::switch_process_server(vault, &at, &source, &target, api)
             }
         })
     }
 }
 
-/// What `reprotect-home` sends (see the module documentation).
-pub fn reprotect_home_ids(policies: &[Policy]) -> InMageAzureV2Reprotect {
-    let forward: Vec<&Policy> = policies
-        .iter()
-        .filter(|p| {
-            p.properties
-                .provider_specific_details
-                .as_ref()
-                .is_some_and(|d| d.instance_type == "InMageAzureV2")
-        })
-        .collect();
-    InMageAzureV2Reprotect {
-        policy_id: match forward.as_slice() {
-            [only] => only.id.clone(),
-            _ => None,
-        },
-        ..InMageAzureV2Reprotect::default()
+/// The id of the process server an item replicates through, as its details report it.
+pub fn current_process_server_id(item: &ReplicationProtectedItem) -> Option<String> {
+    match item.properties.provider_specific_details.as_ref()? {
+        ReplicationProviderSpecificSettings::InMage(details) => details.process_server_id.clone(),
+        ReplicationProviderSpecificSettings::InMageAzureV2(details) => {
+            details.process_server_id.clone()
+        }
+        ReplicationProviderSpecificSettings::Other { .. } => None,
     }
+}
+
+/// The `x-ms-client-request-id` of an operation: a GUID derived from its id (see the module
+/// documentation), the same for every attempt of the operation.
+pub fn client_request_id(id: &OperationId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"lifeboat operation id\0")
+        .chain_update(id.0.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// `ReplicationJobs_List` (vault-wide, paged by `nextLink`).
@@ -318,18 +382,25 @@ fn jobs_path(config: &AzureConfig) -> String {
 }
 
 /// The name of the job running on an item (`currentScenario.jobId`, an ARM id or a bare
-/// name), if any.
+/// name), if any. An idle item still has a `currentScenario`: `scenarioName: None` with the
+/// job id `…/replicationJobs/None` (and a start in 1753) in Microsoft's recorded sessions.
+/// That is no job, and is never awaited.
 pub fn running_job(item: &ReplicationProtectedItem) -> Option<String> {
-    let id = item
-        .properties
-        .current_scenario
-        .as_ref()?
+    let scenario = item.properties.current_scenario.as_ref()?;
+    if scenario
+        .scenario_name
+        .as_deref()
+        .is_some_and(|name| name.eq_ignore_ascii_case("None"))
+    {
+        return None;
+    }
+    scenario
         .job_id
-        .as_deref()?;
-    id.trim_end_matches('/')
+        .as_deref()?
+        .trim_end_matches('/')
         .rsplit('/')
         .next()
-        .filter(|name| !name.is_empty())
+        .filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case("None"))
         .map(str::to_string)
 }
 
@@ -417,7 +488,11 @@ impl Provider for AzureProvider {
         let http = self.request(request, &item).await?;
         let response = self
             .client
-            .post(&http.path, http.body.as_ref(), &request.id.0)
+            .post(
+                &http.path,
+                http.body.as_ref(),
+                &client_request_id(&request.id),
+            )
             .await?;
         match lro::started(&self.client, &response)? {
             Started::Done => {}

@@ -1,20 +1,29 @@
-//! URL paths (per `asr-api/paths.md`) and request bodies of the four operations, and the
+//! URL paths (per `asr-api/paths.md`) and request bodies of the five operations, and the
 //! resolver that turns the plan's names into the ARM ids those bodies need.
 //!
-//! | lifeboat | ASR operation | body |
-//! |---|---|---|
-//! | `reprotect` | `ReplicationProtectedItems_Reprotect` (`reProtect`) | `ReverseReplicationInput`, `InMageReprotectInput` |
-//! | `failback` | `ReplicationProtectedItems_UnplannedFailover` | `UnplannedFailoverInput`, `InMageUnplannedFailoverInput` |
-//! | `commit` | `ReplicationProtectedItems_FailoverCommit` | none |
-//! | `reprotect-home` | `ReplicationProtectedItems_Reprotect` (`reProtect`) | `ReverseReplicationInput`, `InMageAzureV2ReprotectInput` |
+//! | lifeboat | ASR operation | direction | body |
+//! |---|---|---|---|
+//! | `reprotect` | `ReplicationProtectedItems_Reprotect` (`reProtect`) | `RecoveryToPrimary` | `ReverseReplicationInput`, `InMageReprotectInput` |
+//! | `failback` | `ReplicationProtectedItems_UnplannedFailover` | `PrimaryToRecovery` | `UnplannedFailoverInput`, `InMageUnplannedFailoverInput` |
+//! | `commit` | `ReplicationProtectedItems_FailoverCommit` | | none |
+//! | `reprotect-home` | `ReplicationProtectedItems_Reprotect` (`reProtect`) | `RecoveryToPrimary` | `ReverseReplicationInput`, `InMageAzureV2ReprotectInput` |
+//! | `switch-process-server` | `ReplicationFabrics_ReassociateGateway` | | `FailoverProcessServerRequest` |
+//!
+//! The directions are what Microsoft's recorded sessions against a real vault send
+//! (Azure/azure-powershell, `SessionRecords/…AsrV2ATests/V2ATestFailback.json` and
+//! `V2ATestReprotect.json`; fixtures in `tests/fixtures/recorded/`). Both reprotects say
+//! `RecoveryToPrimary`, whichever way they replicate. The failback of an `InMage` item says
+//! `PrimaryToRecovery`: for the item's own provider, the Azure side is now its primary (its
+//! `activeLocation` is `Primary` while it runs in Azure), and Microsoft's cmdlet refuses
+//! `RecoveryToPrimary` for `InMage` outright.
 //!
 //! Failback is the *unplanned* failover because only `UnplannedFailoverProviderSpecificInput`
 //! has an `InMage` subtype (`InMageUnplannedFailoverInput`); the planned one has none in the
 //! 2026-05-01 definitions, so an InMage planned failover cannot be expressed.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use lifeboat_engine::provider::ReprotectSettings;
+use lifeboat_engine::provider::{HomeSettings, ReprotectSettings, same_retention_drive};
 
 use crate::arm::{Fabric, FabricSpecificDetails, MasterTargetServer, Policy, VMwareDetails};
 
@@ -122,12 +131,19 @@ pub struct Request {
     pub body: Option<Value>,
 }
 
+/// The volume label of the Azure temporary disk. Microsoft's client always asks the failback
+/// reprotect to leave out the disk whose only volume carries it (`Update-AzRecoveryServicesAsr
+/// ProtectionDirection -AzureToVMware`): the temporary disk is scratch space Azure recreates,
+/// and the VMware VM has no place for it.
+pub const AZURE_TEMPORARY_DISK_LABEL: &str = "Temporary Storage";
+
 /// The ids a failback reprotect needs, resolved from the fabric ([`Resolver::reprotect`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InMageReprotect {
     pub master_target_id: String,
     pub process_server_id: String,
-    /// A `RetentionVolume.volumeName` of that master target.
+    /// A `RetentionVolume.volumeName` of that master target, spelt as ASR reports it (`R`
+    /// for the plan's `R:`).
     pub retention_drive: String,
     /// The failback (`InMage`) policy's ARM id.
     pub profile_id: String,
@@ -135,15 +151,18 @@ pub struct InMageReprotect {
     pub datastore_name: Option<String>,
 }
 
-/// What the reprotect back to Azure sends. Every field of `InMageAzureV2ReprotectInput` is
-/// optional in the definitions; only the ones known are sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the reprotect back to Azure sends ([`Resolver::home`]). Every field of
+/// `InMageAzureV2ReprotectInput` is optional in the definitions, but Microsoft's recorded
+/// session sends these four and its cmdlet makes the process server mandatory.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InMageAzureV2Reprotect {
-    pub process_server_id: Option<String>,
-    pub master_target_id: Option<String>,
-    pub policy_id: Option<String>,
-    pub storage_account_id: Option<String>,
-    pub log_storage_account_id: Option<String>,
+    pub process_server_id: String,
+    /// The process server's own master target: the recorded session sends the same id as
+    /// both.
+    pub master_target_id: String,
+    pub run_as_account_id: String,
+    /// The VMware-to-Azure (`InMageAzureV2`) policy's ARM id.
+    pub policy_id: String,
 }
 
 /// `reprotect`: replication Azure → VMware (`failoverDirection: RecoveryToPrimary`).
@@ -160,8 +179,19 @@ pub fn reprotect(
         "retentionDrive": ids.retention_drive,
         "profileId": ids.profile_id,
     });
-    if let (Some(datastore), Some(details)) = (&ids.datastore_name, details.as_object_mut()) {
-        details.insert("datastoreName".into(), json!(datastore));
+    if let Some(details) = details.as_object_mut() {
+        if let Some(datastore) = &ids.datastore_name {
+            details.insert("datastoreName".into(), json!(datastore));
+        }
+        details.insert(
+            "diskExclusionInput".into(),
+            json!({
+                "volumeOptions": [{
+                    "volumeLabel": AZURE_TEMPORARY_DISK_LABEL,
+                    "onlyExcludeIfSingleVolume": "true",
+                }],
+            }),
+        );
     }
     Request {
         method: "POST",
@@ -175,9 +205,10 @@ pub fn reprotect(
     }
 }
 
-/// `failback`: the failover Azure → VMware, to the latest point in time. `sourceSiteOperations:
+/// `failback`: the failover Azure → VMware, to the latest point in time; `PrimaryToRecovery`,
+/// as the recorded session sends it (see the module documentation). `sourceSiteOperations:
 /// Required` shuts the Azure VM down first, so nothing writes to it after the last change was
-/// shipped home.
+/// shipped home (the recorded session, a test, sends `NotRequired`).
 pub fn failback(vault: &Vault, item: &ProtectedItemRef, api_version: &str) -> Request {
     Request {
         method: "POST",
@@ -187,7 +218,7 @@ pub fn failback(vault: &Vault, item: &ProtectedItemRef, api_version: &str) -> Re
         ),
         body: Some(json!({
             "properties": {
-                "failoverDirection": "RecoveryToPrimary",
+                "failoverDirection": "PrimaryToRecovery",
                 "sourceSiteOperations": "Required",
                 "providerSpecificDetails": {
                     "instanceType": "InMage",
@@ -210,34 +241,58 @@ pub fn commit(vault: &Vault, item: &ProtectedItemRef, api_version: &str) -> Requ
     }
 }
 
-/// `reprotect-home`: replication VMware → Azure again (`failoverDirection:
-/// PrimaryToRecovery`, `InMageAzureV2ReprotectInput`).
+/// `reprotect-home`: replication VMware → Azure again, `failoverDirection: RecoveryToPrimary`
+/// and `InMageAzureV2ReprotectInput`, exactly the shape of Microsoft's recorded session.
 pub fn reprotect_home(
     vault: &Vault,
     item: &ProtectedItemRef,
     ids: &InMageAzureV2Reprotect,
     api_version: &str,
 ) -> Request {
-    let mut details = Map::new();
-    details.insert("instanceType".into(), json!("InMageAzureV2"));
-    for (key, value) in [
-        ("processServerId", &ids.process_server_id),
-        ("masterTargetId", &ids.master_target_id),
-        ("policyId", &ids.policy_id),
-        ("storageAccountId", &ids.storage_account_id),
-        ("logStorageAccountId", &ids.log_storage_account_id),
-    ] {
-        if let Some(value) = value {
-            details.insert(key.into(), json!(value));
-        }
-    }
     Request {
         method: "POST",
         path: format!("{}/reProtect?api-version={api_version}", item.base(vault)),
         body: Some(json!({
             "properties": {
-                "failoverDirection": "PrimaryToRecovery",
-                "providerSpecificDetails": details,
+                "failoverDirection": "RecoveryToPrimary",
+                "providerSpecificDetails": {
+                    "instanceType": "InMageAzureV2",
+                    "masterTargetId": ids.master_target_id,
+                    "processServerId": ids.process_server_id,
+                    "runAsAccountId": ids.run_as_account_id,
+                    "policyId": ids.policy_id,
+                },
+            }
+        })),
+    }
+}
+
+/// `switch-process-server`: ASR's `reassociateGateway` on the item's fabric, moving this one
+/// item's replication from its process server to another. The body follows the only official
+/// example (`asr-api/examples/ReplicationFabrics_ReassociateGateway.json`): the item's
+/// protection container, both process servers' ids, `updateType: ServerLevel` and the item in
+/// `vmsToMigrate`.
+pub fn switch_process_server(
+    vault: &Vault,
+    item: &ProtectedItemRef,
+    source_process_server_id: &str,
+    target_process_server_id: &str,
+    api_version: &str,
+) -> Request {
+    Request {
+        method: "POST",
+        path: format!(
+            "{}/replicationFabrics/{}/reassociateGateway?api-version={api_version}",
+            vault.base(),
+            item.fabric
+        ),
+        body: Some(json!({
+            "properties": {
+                "containerName": item.container,
+                "sourceProcessServerId": source_process_server_id,
+                "targetProcessServerId": target_process_server_id,
+                "updateType": "ServerLevel",
+                "vmsToMigrate": [item.item],
             }
         })),
     }
@@ -272,6 +327,18 @@ pub enum ResolveError {
     AutoPolicy(usize),
     #[error("failback policy `{0}` is not an `InMage` policy of the vault")]
     Policy(String),
+    #[error(
+        "process server `{0}` has no master target of its own (a `MasterTargetServer` with its id), which the reprotect to Azure needs"
+    )]
+    HomeMasterTarget(String),
+    #[error("the configuration server has no run-as account `{0}`")]
+    RunAsAccount(String),
+    #[error(
+        "`policy: auto` needs exactly one VMware-to-Azure (`InMageAzureV2`) policy in the vault, found {0}; name the policy"
+    )]
+    AutoHomePolicy(usize),
+    #[error("policy `{0}` is not a VMware-to-Azure (`InMageAzureV2`) policy of the vault")]
+    HomePolicy(String),
 }
 
 /// Resolves the plan's names against what the vault reports.
@@ -332,17 +399,65 @@ impl<'a> Resolver<'a> {
             .ok_or_else(|| ResolveError::ProcessServerWithoutId(name.to_string()))
     }
 
-    pub fn failback_policy_id(&self, policy: &str) -> Result<String, ResolveError> {
-        let inmage: Vec<&Policy> = self
-            .policies
+    fn policies_of(&self, instance_type: &str) -> Vec<&'a Policy> {
+        self.policies
             .iter()
             .filter(|p| {
                 p.properties
                     .provider_specific_details
                     .as_ref()
-                    .is_some_and(|d| d.instance_type == "InMage")
+                    .is_some_and(|d| d.instance_type == instance_type)
             })
-            .collect();
+            .collect()
+    }
+
+    /// The ids of the reprotect back to Azure, from the plan's `site.home`.
+    pub fn home(&self, home: &HomeSettings) -> Result<InMageAzureV2Reprotect, ResolveError> {
+        let process_server_id = self.process_server_id(&home.process_server)?;
+        let master_target_id = self
+            .cs
+            .master_target_servers
+            .iter()
+            .filter_map(|mt| mt.id.as_deref())
+            .find(|id| id.eq_ignore_ascii_case(&process_server_id))
+            .map(str::to_string)
+            .ok_or_else(|| ResolveError::HomeMasterTarget(home.process_server.clone()))?;
+        let run_as_account_id = self
+            .cs
+            .run_as_accounts
+            .iter()
+            .find(|a| a.account_name.as_deref() == Some(home.run_as_account.as_str()))
+            .and_then(|a| a.account_id.clone())
+            .ok_or_else(|| ResolveError::RunAsAccount(home.run_as_account.clone()))?;
+        let forward = self.policies_of("InMageAzureV2");
+        let policy = if home.policy == "auto" {
+            match forward.as_slice() {
+                [only] => *only,
+                other => return Err(ResolveError::AutoHomePolicy(other.len())),
+            }
+        } else {
+            forward
+                .into_iter()
+                .find(|p| {
+                    p.name.as_deref() == Some(home.policy.as_str())
+                        || p.properties.friendly_name.as_deref() == Some(home.policy.as_str())
+                })
+                .ok_or_else(|| ResolveError::HomePolicy(home.policy.clone()))?
+        };
+        let policy_id = policy
+            .id
+            .clone()
+            .ok_or_else(|| ResolveError::HomePolicy(home.policy.clone()))?;
+        Ok(InMageAzureV2Reprotect {
+            process_server_id,
+            master_target_id,
+            run_as_account_id,
+            policy_id,
+        })
+    }
+
+    pub fn failback_policy_id(&self, policy: &str) -> Result<String, ResolveError> {
+        let inmage = self.policies_of("InMage");
         let found = if policy == "auto" {
             match inmage.as_slice() {
                 [only] => *only,
@@ -371,16 +486,19 @@ impl<'a> Resolver<'a> {
             .id
             .clone()
             .ok_or_else(|| ResolveError::MasterTargetWithoutId(settings.master_target.clone()))?;
-        let has_drive =
-            mt.retention_volumes.iter().flatten().any(|volume| {
-                volume.volume_name.as_deref() == Some(settings.retention_drive.as_str())
-            });
-        if !has_drive {
-            return Err(ResolveError::RetentionDrive {
+        // ASR names Windows volumes without the colon (`D`, `F` in the recorded sessions);
+        // the body carries the name as ASR reports it.
+        let retention_drive = mt
+            .retention_volumes
+            .iter()
+            .flatten()
+            .filter_map(|volume| volume.volume_name.as_deref())
+            .find(|name| same_retention_drive(name, &settings.retention_drive))
+            .map(str::to_string)
+            .ok_or_else(|| ResolveError::RetentionDrive {
                 master_target: settings.master_target.clone(),
                 drive: settings.retention_drive.clone(),
-            });
-        }
+            })?;
         let has_datastore = mt.data_stores.iter().flatten().any(|datastore| {
             datastore.symbolic_name.as_deref() == Some(settings.datastore.as_str())
         });
@@ -393,7 +511,7 @@ impl<'a> Resolver<'a> {
         Ok(InMageReprotect {
             master_target_id,
             process_server_id: self.process_server_id(&settings.process_server)?,
-            retention_drive: settings.retention_drive.clone(),
+            retention_drive,
             profile_id: self.failback_policy_id(&settings.failback_policy)?,
             datastore_name: Some(settings.datastore.clone()),
         })

@@ -327,6 +327,7 @@ fn settings() -> ReprotectSettings {
         retention_drive: "R:".into(),
         recovery: Recovery::Original,
         failback_policy: "auto".into(),
+        home: None,
     }
 }
 

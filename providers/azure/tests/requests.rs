@@ -49,6 +49,7 @@ fn settings() -> ReprotectSettings {
         retention_drive: "R:".into(),
         recovery: Recovery::Original,
         failback_policy: "auto".into(),
+        home: None,
     }
 }
 
@@ -79,6 +80,10 @@ fn reprotect_body_is_a_valid_inmage_reverse_replication_input() {
                 "retentionDrive": "R:",
                 "profileId": "/Subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr/replicationPolicies/policy-avs-failback",
                 "datastoreName": "vsanDatastore",
+                "diskExclusionInput": {"volumeOptions": [{
+                    "volumeLabel": "Temporary Storage",
+                    "onlyExcludeIfSingleVolume": "true",
+                }]},
             }
         }})
     );
@@ -122,7 +127,7 @@ fn failback_body_is_a_valid_inmage_unplanned_failover_input() {
     ));
     let body = request.body.expect("a body");
     assert_valid("UnplannedFailoverInput", &body);
-    assert_eq!(body["properties"]["failoverDirection"], "RecoveryToPrimary");
+    assert_eq!(body["properties"]["failoverDirection"], "PrimaryToRecovery");
     assert_eq!(
         body["properties"]["providerSpecificDetails"]["recoveryPointType"],
         "LatestTime"
@@ -147,35 +152,57 @@ fn commit_sends_no_body() {
 
 #[test]
 fn reprotect_home_body_is_a_valid_inmage_azure_v2_reverse_replication_input() {
-    let full = InMageAzureV2Reprotect {
-        process_server_id: Some("PS-0003".into()),
-        master_target_id: Some("MT-0003".into()),
-        policy_id: Some("/Subscriptions/s/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr/replicationPolicies/policy-avs".into()),
-        storage_account_id: None,
-        log_storage_account_id: Some("/subscriptions/s/resourceGroups/rg-dr/providers/Microsoft.Storage/storageAccounts/logs".into()),
+    let ids = InMageAzureV2Reprotect {
+        process_server_id: "PS-0003".into(),
+        master_target_id: "PS-0003".into(),
+        run_as_account_id: "1".into(),
+        policy_id: "/Subscriptions/s/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr/replicationPolicies/policy-avs".into(),
     };
-    for ids in [full, InMageAzureV2Reprotect::default()] {
-        let request = requests::reprotect_home(&vault(), &item(), &ids, DEFAULT_API_VERSION);
-        assert!(request.path.ends_with("/reProtect?api-version=2026-05-01"));
-        let body = request.body.expect("a body");
-        assert_valid("ReverseReplicationInput", &body);
-        assert_eq!(
-            body["properties"]["providerSpecificDetails"]["instanceType"],
-            "InMageAzureV2"
-        );
-        assert_eq!(body["properties"]["failoverDirection"], "PrimaryToRecovery");
-    }
+    let request = requests::reprotect_home(&vault(), &item(), &ids, DEFAULT_API_VERSION);
+    assert!(request.path.ends_with("/reProtect?api-version=2026-05-01"));
+    let body = request.body.expect("a body");
+    assert_valid("ReverseReplicationInput", &body);
+    assert_eq!(
+        body["properties"]["providerSpecificDetails"]["instanceType"],
+        "InMageAzureV2"
+    );
+    assert_eq!(body["properties"]["failoverDirection"], "RecoveryToPrimary");
     // `retentionDrive` is an InMage field, not an InMageAzureV2 one.
-    let mut body = requests::reprotect_home(
-        &vault(),
-        &item(),
-        &InMageAzureV2Reprotect::default(),
-        DEFAULT_API_VERSION,
-    )
-    .body
-    .expect("a body");
+    let mut body = body;
     body["properties"]["providerSpecificDetails"]["retentionDrive"] = json!("R:");
     assert_invalid("ReverseReplicationInput", &body);
+}
+
+#[test]
+fn switch_process_server_posts_reassociate_gateway_on_the_items_fabric() {
+    let request = requests::switch_process_server(
+        &vault(),
+        &item(),
+        "PS-0001",
+        "PS-0002",
+        DEFAULT_API_VERSION,
+    );
+    assert_eq!(request.method, "POST");
+    assert_eq!(
+        request.path,
+        "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr/replicationFabrics/cs-fabric-1/reassociateGateway?api-version=2026-05-01"
+    );
+    // The shape of the official example's `failoverProcessServerRequest`.
+    let official = example("ReplicationFabrics_ReassociateGateway.json")["parameters"]
+        ["failoverProcessServerRequest"]["properties"]
+        .clone();
+    let body = request.body.expect("a body");
+    let sent = body["properties"].as_object().expect("properties");
+    let keys = |o: &serde_json::Map<String, Value>| {
+        let mut keys: Vec<String> = o.keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(sent), keys(official.as_object().expect("example")));
+    assert_eq!(sent["containerName"], "cloud_1");
+    assert_eq!(sent["sourceProcessServerId"], "PS-0001");
+    assert_eq!(sent["targetProcessServerId"], "PS-0002");
+    assert_eq!(sent["vmsToMigrate"], json!(["web-01-item"]));
 }
 
 /// The conversion accepts what Microsoft's own examples send, so its strictness is not

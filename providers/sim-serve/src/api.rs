@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use lifeboat_engine::model::Recovery;
 use lifeboat_engine::provider::{
-    OperationId, OperationKind, OperationRequest, OperationStatus, Provider, ProviderError,
-    ReprotectSettings,
+    HomeSettings, OperationId, OperationKind, OperationRequest, OperationStatus, Provider,
+    ProviderError, ReprotectSettings,
 };
 use lifeboat_provider_sim::{SimProvider, World};
 use serde_json::{Value, json};
@@ -408,6 +408,9 @@ async fn arm(
         ] if is_post && fabric_ok(rest[1]) && container_ok(rest[3]) => {
             start(app.clone(), path, rest[5], action, &headers, &body).await
         }
+        ["replicationfabrics", _, "reassociategateway"] if is_post && fabric_ok(rest[1]) => {
+            reassociate(app.clone(), &headers, &body).await
+        }
         ["replicationjobs"] if is_get => {
             let jobs: Vec<Value> = app
                 .jobs
@@ -446,11 +449,10 @@ fn page(app: &App, path: &str, query: &HashMap<String, String>, all: Vec<Value>)
     let size = app.config.page_size;
     let total = all.len();
     let value: Vec<Value> = all.into_iter().skip(skip).take(size).collect();
-    let mut body = json!({ "value": value });
+    // The last page says `nextLink: null`, as recorded.
     let next = skip.saturating_add(size);
-    if next < total {
-        body["nextLink"] = json!(format!("{}&$skiptoken={next}", app.url(path)));
-    }
+    let next_link = (next < total).then(|| format!("{}&$skiptoken={next}", app.url(path)));
+    let body = json!({ "value": value, "nextLink": next_link });
     axum::Json(body).into_response()
 }
 
@@ -532,20 +534,18 @@ fn reprotect(
     let props = &body["properties"];
     let details = &props["providerSpecificDetails"];
     let direction = props["failoverDirection"].as_str();
+    // Both reprotects say `RecoveryToPrimary` in Microsoft's recorded sessions, whichever
+    // way they replicate; anything else is refused, as ASR refuses it.
     match (details["instanceType"].as_str(), direction) {
         (Some("InMage"), Some("RecoveryToPrimary")) => {}
-        (Some("InMageAzureV2"), Some("PrimaryToRecovery")) => {
-            return Ok((OperationKind::ReprotectHome, None));
+        (Some("InMageAzureV2"), Some("RecoveryToPrimary")) => {
+            return reprotect_home(app, world, machine, details)
+                .map(|settings| (OperationKind::ReprotectHome, Some(settings)));
         }
         (Some(kind @ ("InMage" | "InMageAzureV2")), _) => {
-            let want = if kind == "InMage" {
-                "RecoveryToPrimary"
-            } else {
-                "PrimaryToRecovery"
-            };
             return Err(Invalid::new(
                 "/properties/failoverDirection",
-                format!("a `{kind}` reprotect needs `failoverDirection: {want}`"),
+                format!("a `{kind}` reprotect needs `failoverDirection: RecoveryToPrimary`"),
             ));
         }
         (Some(other), _) => {
@@ -626,7 +626,193 @@ fn reprotect(
             retention_drive: field("retentionDrive").to_string(),
             recovery,
             failback_policy: "auto".to_string(),
+            home: None,
         }),
+    ))
+}
+
+/// The engine's request for the reprotect back to Azure (`InMageAzureV2ReprotectInput`, ids
+/// back to names): a process server and its own master target, a run-as account of the
+/// configuration server and the `InMageAzureV2` policy, all required as the recorded session
+/// sends them.
+fn reprotect_home(
+    app: &App,
+    world: &World,
+    machine: &str,
+    details: &Value,
+) -> Result<ReprotectSettings, Invalid> {
+    let field = |name: &str| -> Result<&str, Invalid> {
+        details[name].as_str().ok_or_else(|| {
+            Invalid::new(
+                &format!("{DETAILS}/{name}"),
+                format!("the reprotect to Azure needs `{name}`"),
+            )
+        })
+    };
+    let ps_id = field("processServerId")?;
+    let process_server = world
+        .process_servers
+        .keys()
+        .find(|name| render::process_server_id(name).eq_ignore_ascii_case(ps_id))
+        .cloned()
+        .ok_or_else(|| {
+            Invalid::new(
+                &format!("{DETAILS}/processServerId"),
+                format!("no process server has the id `{ps_id}`"),
+            )
+        })?;
+    let mt_id = field("masterTargetId")?;
+    if !mt_id.eq_ignore_ascii_case(ps_id) {
+        return Err(Invalid::new(
+            &format!("{DETAILS}/masterTargetId"),
+            format!("`{mt_id}` is not the master target of process server `{process_server}`"),
+        ));
+    }
+    let account_id = field("runAsAccountId")?;
+    let run_as_account = world
+        .configuration_server
+        .run_as_accounts
+        .iter()
+        .enumerate()
+        .find(|(i, _)| render::run_as_account_id(*i) == account_id)
+        .map(|(_, name)| name.clone())
+        .ok_or_else(|| {
+            Invalid::new(
+                &format!("{DETAILS}/runAsAccountId"),
+                format!("the configuration server has no run-as account `{account_id}`"),
+            )
+        })?;
+    let policy = field("policyId")?;
+    if !policy.eq_ignore_ascii_case(&app.vault().policy_id(render::REPLICATION_POLICY)) {
+        return Err(Invalid::new(
+            &format!("{DETAILS}/policyId"),
+            format!("`{policy}` is not the id of an `InMageAzureV2` policy of this vault"),
+        ));
+    }
+    // The sim reads only `home` of a reprotect to Azure; the rest is the machine's record.
+    let applied = world.machines.get(machine).map(|m| &m.settings);
+    let text = |value: Option<&String>| value.cloned().unwrap_or_default();
+    Ok(ReprotectSettings {
+        master_target: text(applied.and_then(|s| s.master_target.as_ref())),
+        process_server: text(applied.and_then(|s| s.process_server.as_ref())),
+        datastore: text(applied.and_then(|s| s.datastore.as_ref())),
+        retention_drive: text(applied.and_then(|s| s.retention_drive.as_ref())),
+        recovery: applied
+            .and_then(|s| s.recovery)
+            .unwrap_or(Recovery::Original),
+        failback_policy: "auto".to_string(),
+        home: Some(HomeSettings {
+            process_server,
+            run_as_account,
+            policy: render::REPLICATION_POLICY.to_string(),
+        }),
+    })
+}
+
+/// `POST …/replicationFabrics/{fabric}/reassociateGateway`: one item's replication moves to
+/// another process server (`FailoverProcessServerRequest`, shaped as the official example:
+/// the container, both process servers, `updateType`, the items in `vmsToMigrate`). This
+/// emulator moves one item per request, which is what lifeboat sends.
+async fn reassociate(app: Arc<App>, headers: &HeaderMap, body: &Bytes) -> Response {
+    let world = match app.world().await {
+        Ok(world) => world,
+        Err(response) => return response,
+    };
+    let parsed = json_body(body, "reassociateGateway", "FailoverProcessServerRequest")
+        .and_then(|body| switch_request(&world, &body));
+    match parsed {
+        Ok((machine, settings)) => {
+            launch(
+                app,
+                &machine,
+                OperationKind::SwitchProcessServer,
+                Some(settings),
+                headers,
+            )
+            .await
+        }
+        Err(refused) => refused.response(),
+    }
+}
+
+fn switch_request(world: &World, body: &Value) -> Result<(String, ReprotectSettings), Invalid> {
+    let props = &body["properties"];
+    let text = |name: &str| -> Result<&str, Invalid> {
+        props[name].as_str().ok_or_else(|| {
+            Invalid::new(
+                &format!("/properties/{name}"),
+                format!("`reassociateGateway` needs `{name}`"),
+            )
+        })
+    };
+    let container = text("containerName")?;
+    if !container.eq_ignore_ascii_case(render::CONTAINER) {
+        return Err(Invalid::new(
+            "/properties/containerName",
+            format!("no protection container `{container}`"),
+        ));
+    }
+    let ps_name = |pointer: &str, id: &str| {
+        world
+            .process_servers
+            .keys()
+            .find(|name| render::process_server_id(name).eq_ignore_ascii_case(id))
+            .cloned()
+            .ok_or_else(|| Invalid::new(pointer, format!("no process server has the id `{id}`")))
+    };
+    let source = ps_name(
+        "/properties/sourceProcessServerId",
+        text("sourceProcessServerId")?,
+    )?;
+    let target = ps_name(
+        "/properties/targetProcessServerId",
+        text("targetProcessServerId")?,
+    )?;
+    let items: Vec<&str> = props["vmsToMigrate"]
+        .as_array()
+        .map(|items| items.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let [item] = items.as_slice() else {
+        return Err(Invalid::new(
+            "/properties/vmsToMigrate",
+            "this emulator moves exactly one item per request",
+        ));
+    };
+    let machine = render::machine_of_item(item)
+        .filter(|m| world.machines.contains_key(*m))
+        .ok_or_else(|| {
+            Invalid::new(
+                "/properties/vmsToMigrate/0",
+                format!("no protected item `{item}`"),
+            )
+        })?;
+    let applied = &world.machines[machine].settings;
+    if applied.process_server.as_deref() != Some(source.as_str()) {
+        return Err(Invalid::new(
+            "/properties/sourceProcessServerId",
+            format!("`{machine}` does not replicate through process server `{source}`"),
+        ));
+    }
+    let missing = || {
+        Invalid::new(
+            "/properties/vmsToMigrate/0",
+            format!("`{machine}` is not reprotected: it has no replication to move"),
+        )
+    };
+    Ok((
+        machine.to_string(),
+        ReprotectSettings {
+            master_target: applied.master_target.clone().ok_or_else(missing)?,
+            process_server: target,
+            datastore: applied.datastore.clone().ok_or_else(missing)?,
+            retention_drive: applied.retention_drive.clone().ok_or_else(missing)?,
+            recovery: applied.recovery.ok_or_else(missing)?,
+            failback_policy: applied
+                .failback_policy
+                .clone()
+                .unwrap_or_else(|| "auto".to_string()),
+            home: None,
+        },
     ))
 }
 
@@ -664,17 +850,28 @@ async fn start(
                 json_body(body, "unplannedFailover", "UnplannedFailoverInput").and_then(|b| {
                     validate(&app.schemas.failover, &b, "UnplannedFailoverInput").map(|()| b)
                 });
+            // The failback of an `InMage` item is `PrimaryToRecovery` (recorded); Microsoft's
+            // cmdlet calls the other direction "Invalid for InMage".
             match checked {
                 Ok(b)
+                    if b["properties"]["providerSpecificDetails"]["instanceType"].as_str()
+                        != Some("InMage") =>
+                {
+                    return invalid(
+                        &format!("{DETAILS}/instanceType"),
+                        "a failback to VMware needs `instanceType: InMage`",
+                    );
+                }
+                Ok(b)
                     if b["properties"]["failoverDirection"].as_str()
-                        == Some("RecoveryToPrimary") =>
+                        == Some("PrimaryToRecovery") =>
                 {
                     (OperationKind::Failback, None)
                 }
                 Ok(_) => {
                     return invalid(
                         "/properties/failoverDirection",
-                        "a failback needs `failoverDirection: RecoveryToPrimary`",
+                        "RecoveryToPrimary Direction is Invalid for InMage: a failback needs `failoverDirection: PrimaryToRecovery`",
                     );
                 }
                 Err(refused) => return refused.response(),
@@ -698,12 +895,27 @@ async fn start(
         }
         _ => return not_found(path),
     };
+    launch(app, machine, kind, settings, headers).await
+}
+
+/// Starts the sim's operation as an ASR job and answers as ARM does: 202, or the transient
+/// refusal.
+async fn launch(
+    app: Arc<App>,
+    machine: &str,
+    kind: OperationKind,
+    settings: Option<ReprotectSettings>,
+    headers: &HeaderMap,
+) -> Response {
     let name = uuid::Uuid::new_v4().to_string();
-    let activity_id = headers
+    // ASR keeps the client's request id in the job's `activityId`, followed by its own
+    // correlation id, as recorded: `"<GUID> ActivityId: <GUID>"`.
+    let client = headers
         .get("x-ms-client-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let activity_id = format!("{client} ActivityId: {}", uuid::Uuid::new_v4());
     app.jobs.insert(Job {
         name: name.clone(),
         kind,

@@ -28,6 +28,34 @@ pub const CONTAINER: &str = "vmware-container";
 pub const FAILBACK_POLICY: &str = "failback-policy";
 pub const REPLICATION_POLICY: &str = "replication-policy";
 
+/// ASR's `agentExpiryDate` of an agent that never expires: recorded without an offset.
+const AGENT_EXPIRY: &str = "9999-12-31T23:59:59.9999999";
+
+/// The size reported for every retention volume (the world does not model it): 32 GiB.
+const RETENTION_BYTES: u64 = 32 << 30;
+
+/// A retention volume as ASR names it: a Windows drive without its colon (`D`, `F` in the
+/// recorded sessions), a Linux mount point as it is.
+pub fn volume_name(volume: &str) -> &str {
+    match volume.strip_suffix(':') {
+        Some(letter) if letter.len() == 1 && letter.chars().all(|c| c.is_ascii_alphabetic()) => {
+            letter
+        }
+        _ => volume,
+    }
+}
+
+/// The `accountId` of the configuration server's `i`th run-as account: small numbers as
+/// strings, as recorded (`"1"`, `"2"`, …).
+pub fn run_as_account_id(i: usize) -> String {
+    (i + 1).to_string()
+}
+
+/// The idle `currentScenario` of an item no job runs on, exactly as recorded: a scenario
+/// `None`, the job `None` and a start in 1753. A client must not await it.
+pub const IDLE_JOB: &str = "None";
+const IDLE_START: &str = "1753-01-01T01:01:01Z";
+
 /// How long ago a lost component's last heartbeat was: well past the 15 minutes after which
 /// the client counts it as lost.
 const LOST_HEARTBEAT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
@@ -134,6 +162,9 @@ fn vmware_fabric(vault: &Vault, world: &World, now: jiff::Timestamp) -> Value {
                 "id": process_server_id(name),
                 "osType": "Windows",
                 "lastHeartbeat": heartbeat(ps.healthy, now),
+                // As recorded: a date without an offset, and counts as decimal strings.
+                "agentExpiryDate": AGENT_EXPIRY,
+                "machineCount": "0",
                 "psServiceStatus": if ps.healthy { "Running" } else { "Stopped" },
                 "health": if ps.healthy { "Normal" } else { "Critical" },
                 "healthErrors": health_errors(ps.healthy, "ECH00011", "the process server is not healthy"),
@@ -152,10 +183,11 @@ fn vmware_fabric(vault: &Vault, world: &World, now: jiff::Timestamp) -> Value {
                         .iter()
                         .filter_map(|(ds, _)| {
                             let facts = world.datastores.get(&ds.value)?;
+                            // GB as a decimal string, as recorded (`"154.11"`).
                             Some(json!({
                                 "symbolicName": ds.value,
                                 "uuid": format!("ds-{}", ds.value),
-                                "freeSpace": facts.free_gib.to_string(),
+                                "freeSpace": format!("{}.00", facts.free_gib),
                                 "type": facts.kind.as_str(),
                             }))
                         })
@@ -165,7 +197,14 @@ fn vmware_fabric(vault: &Vault, world: &World, now: jiff::Timestamp) -> Value {
             let retention: Vec<Value> = mt
                 .retention_volumes
                 .iter()
-                .map(|volume| json!({"volumeName": volume}))
+                .map(|volume| {
+                    json!({
+                        "volumeName": volume_name(volume),
+                        "capacityInBytes": RETENTION_BYTES,
+                        "freeSpaceInBytes": RETENTION_BYTES,
+                        "thresholdPercentage": null,
+                    })
+                })
                 .collect();
             json!({
                 "id": master_target_id(name),
@@ -175,9 +214,33 @@ fn vmware_fabric(vault: &Vault, world: &World, now: jiff::Timestamp) -> Value {
                 "retentionVolumes": retention,
                 "dataStores": data_stores,
                 "healthErrors": health_errors(mt.healthy, "EMT00001", "the master target is not healthy"),
+                "validationErrors": [],
                 "diskCount": mt.disks_attached,
+                "agentExpiryDate": AGENT_EXPIRY,
             })
         })
+        // Every process server has a master target of its own, listed with the same id and
+        // name (as recorded); the reprotect to Azure names it as `masterTargetId`.
+        .chain(world.process_servers.iter().map(|(name, ps)| {
+            json!({
+                "id": process_server_id(name),
+                "name": name,
+                "osType": "Windows",
+                "lastHeartbeat": heartbeat(ps.healthy, now),
+                "retentionVolumes": [],
+                "dataStores": [],
+                "healthErrors": [],
+                "validationErrors": [],
+                "diskCount": 0,
+                "agentExpiryDate": AGENT_EXPIRY,
+            })
+        }))
+        .collect();
+    let run_as_accounts: Vec<Value> = cs
+        .run_as_accounts
+        .iter()
+        .enumerate()
+        .map(|(i, account)| json!({"accountId": run_as_account_id(i), "accountName": account}))
         .collect();
     json!({
         "id": vault.fabric_id(VMWARE_FABRIC),
@@ -194,7 +257,7 @@ fn vmware_fabric(vault: &Vault, world: &World, now: jiff::Timestamp) -> Value {
                 "lastHeartbeat": heartbeat(cs.connected, now),
                 "processServers": process_servers,
                 "masterTargetServers": master_targets,
-                "runAsAccounts": [],
+                "runAsAccounts": run_as_accounts,
             },
         },
     })
@@ -273,11 +336,16 @@ pub fn policies(vault: &Vault) -> Vec<Value> {
     ]
 }
 
-/// How a stage shows in ASR: the inverse of the client's stage table (docs/azure.md).
+/// How a stage shows in ASR: the inverse of the client's stage table (docs/azure.md), as
+/// Microsoft's recorded sessions show it where they do (reprotected, committed, protected).
 struct Shape {
     /// `true`: `InMage` (Azure → VMware); `false`: `InMageAzureV2` (VMware → Azure).
     in_mage: bool,
+    /// `activeSiteType` of an `InMage` item: running in Azure.
     in_azure: bool,
+    /// `activeLocation`, relative to the item's own provider: an `InMage` item running in
+    /// Azure is at its `Primary` (recorded), and at `Recovery` after the failback.
+    active_location: &'static str,
     allowed: &'static [&'static str],
     state: &'static str,
 }
@@ -287,36 +355,36 @@ fn shape(stage: Stage) -> Shape {
         Stage::FailedOver => Shape {
             in_mage: false,
             in_azure: true,
+            active_location: "Recovery",
             allowed: &["ReverseReplicate", "DisableProtection"],
             state: "FailedOverCommitted",
         },
         Stage::Reprotected => Shape {
             in_mage: true,
             in_azure: true,
+            active_location: "Primary",
             allowed: &["UnplannedFailover", "DisableProtection"],
             state: "Protected",
         },
         Stage::FailedBack => Shape {
             in_mage: true,
             in_azure: false,
-            allowed: &["Commit"],
+            active_location: "Recovery",
+            allowed: &["Commit", "DisableProtection"],
             state: "UnplannedFailoverCommitPending",
         },
         Stage::Committed => Shape {
             in_mage: true,
             in_azure: false,
-            allowed: &["ReverseReplicate"],
-            state: "FailoverCommitted",
+            active_location: "Recovery",
+            allowed: &["CompleteMigration", "DisableProtection", "SwitchProtection"],
+            state: "UnplannedFailoverCommitted",
         },
         Stage::Protected => Shape {
             in_mage: false,
             in_azure: false,
-            allowed: &[
-                "PlannedFailover",
-                "UnplannedFailover",
-                "TestFailover",
-                "DisableProtection",
-            ],
+            active_location: "Primary",
+            allowed: &["UnplannedFailover", "DisableProtection", "TestFailover"],
             state: "Protected",
         },
     }
@@ -326,9 +394,14 @@ fn shape(stage: Stage) -> Shape {
 pub fn scenario(kind: lifeboat_engine::provider::OperationKind) -> &'static str {
     use lifeboat_engine::provider::OperationKind;
     match kind {
-        OperationKind::Reprotect | OperationKind::ReprotectHome => "Reprotect",
+        // As recorded for an item of a multi-VM group (every reprotect here is one).
+        OperationKind::Reprotect | OperationKind::ReprotectHome => {
+            "SwitchReplicationGroupProtection"
+        }
         OperationKind::Failback => "UnplannedFailover",
         OperationKind::Commit => "Commit",
+        // No recording shows this job; lifeboat's name for it.
+        OperationKind::SwitchProcessServer => "SwitchProcessServer",
     }
 }
 
@@ -424,7 +497,7 @@ fn item(
         "primaryProtectionContainerFriendlyName": CONTAINER,
         "protectionState": shape.state,
         "protectionStateDescription": shape.state,
-        "activeLocation": if shape.in_azure { "Recovery" } else { "Primary" },
+        "activeLocation": shape.active_location,
         "allowedOperations": allowed,
         "replicationHealth": "Normal",
         "failoverHealth": "Normal",
@@ -433,13 +506,18 @@ fn item(
         "policyFriendlyName": policy,
         "providerSpecificDetails": details,
     });
-    if let Some(op) = running {
-        properties["currentScenario"] = json!({
+    properties["currentScenario"] = match running {
+        Some(op) => json!({
             "scenarioName": scenario(op.kind),
             "jobId": vault.job_id(&op.id.0),
             "startTime": op.started_at.0.to_string(),
-        });
-    }
+        }),
+        None => json!({
+            "scenarioName": IDLE_JOB,
+            "jobId": vault.job_id(IDLE_JOB),
+            "startTime": IDLE_START,
+        }),
+    };
     json!({
         "id": vault.item_id(name),
         "name": item_name(name),

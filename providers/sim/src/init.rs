@@ -25,6 +25,9 @@ pub struct InitSpec {
     pub vcenter: String,
     pub configuration_server: String,
     pub process_server: String,
+    /// The leg home's process server and run-as account (`site.home`), when the plan names
+    /// them.
+    pub home: Option<(String, String)>,
     pub master_targets: Vec<InitMasterTarget>,
     pub machines: Vec<InitMachine>,
     /// Replication groups: name and members.
@@ -216,11 +219,16 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
         configuration_server: ConfigurationServer {
             name: spec.configuration_server.clone(),
             connected: true,
+            run_as_accounts: spec
+                .home
+                .iter()
+                .map(|(_, account)| account.clone())
+                .collect(),
         },
-        process_servers: BTreeMap::from([(
-            spec.process_server.clone(),
-            ProcessServer { healthy: true },
-        )]),
+        process_servers: std::iter::once(&spec.process_server)
+            .chain(spec.home.iter().map(|(ps, _)| ps))
+            .map(|ps| (ps.clone(), ProcessServer { healthy: true }))
+            .collect(),
         vcenters: BTreeMap::from([(
             spec.vcenter.clone(),
             Vcenter {

@@ -444,11 +444,11 @@ fn facts(world: &World, now: Timestamp, request: &RefreshRequest) -> Facts {
             settings.recovery,
         ) {
             (Some(mt), Some(ps), Some(ds), Some(rd), Some(recovery)) => Some(AppliedSettings {
-                master_target: mt.clone(),
-                process_server: ps.clone(),
-                datastore: ds.clone(),
-                retention_drive: rd.clone(),
-                recovery,
+                master_target: Some(mt.clone()),
+                process_server: Some(ps.clone()),
+                datastore: Some(ds.clone()),
+                retention_drive: Some(rd.clone()),
+                recovery: Some(recovery),
             }),
             _ => None,
         };

@@ -24,7 +24,10 @@
 //! | `vm-powered-on` | the VMware VM is powered on before reprotect or failback |
 //! | `78052` | ALR: a VM of that name exists on the master target's host |
 //! | `8038` | not enough ESXi memory to start the VM at failback |
-//! | `stage` | the machine is not at the stage the operation starts from |
+//! | `locked-setting` | a process-server switch that would also change the master target, datastore, retention drive or recovery type of a reprotected machine |
+//! | `run-as-account` | the reprotect back to Azure names a run-as account the configuration server does not have |
+//! | `settings` | an operation without the settings it needs (`site.home` for the reprotect back to Azure) |
+//! | `stage` | the machine is not at the stage the operation starts from (a reprotected machine cannot be reprotected again: there is no replace) |
 //! | `conflict` (transient) | another operation is running on the machine |
 
 use std::collections::HashSet;
@@ -35,7 +38,7 @@ use lifeboat_engine::provider::facts::{
     AccountAccess, AzureReplica, DatastoreAccess, DatastoreType, HypervisorEdition, SourceKind,
 };
 use lifeboat_engine::provider::{
-    OperationKind, OperationRequest, ProviderError, ReprotectSettings,
+    OperationKind, OperationRequest, ProviderError, ReprotectSettings, same_retention_drive,
 };
 use lifeboat_engine::{Spanned, assign::MAX_DISKS_PER_MASTER_TARGET};
 
@@ -151,8 +154,113 @@ pub fn start(
         }
         OperationKind::Failback => failback(world, name),
         OperationKind::Commit => Ok(()),
-        OperationKind::ReprotectHome => configuration_server(world, name),
+        OperationKind::ReprotectHome => reprotect_home(world, name, request.reprotect.as_ref()),
+        OperationKind::SwitchProcessServer => {
+            switch_process_server(world, name, request.reprotect.as_ref())
+        }
     }
+}
+
+/// A process server that exists and is healthy, as ASR requires of every server it sends
+/// replication through.
+fn healthy_process_server(world: &World, ps: &str) -> Result<(), ProviderError> {
+    match world.process_servers.get(ps) {
+        None => Err(refuse(
+            "process-server",
+            format!("process server `{ps}` does not exist"),
+        )),
+        Some(server) if !server.healthy => Err(refuse(
+            "process-server",
+            format!("process server `{ps}` is unhealthy"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// ASR's `reassociateGateway`: a reprotected machine's replication moves to another process
+/// server. Nothing else of a reprotected machine can change (see [`locked`]).
+fn switch_process_server(
+    world: &World,
+    name: &str,
+    settings: Option<&ReprotectSettings>,
+) -> Result<(), ProviderError> {
+    let Some(settings) = settings else {
+        return Err(refuse(
+            "settings",
+            format!("the process-server switch of `{name}` names no process server"),
+        ));
+    };
+    let current = world.machines[name].settings.process_server.as_deref();
+    if current == Some(settings.process_server.as_str()) {
+        return Err(refuse(
+            "process-server",
+            format!(
+                "machine `{name}` already replicates through process server `{}`",
+                settings.process_server
+            ),
+        ));
+    }
+    healthy_process_server(world, &settings.process_server)?;
+    locked(world, name, settings)
+}
+
+/// Refuses a change of the settings ASR cannot change on a reprotected machine: its master
+/// target, datastore, retention drive and recovery type.
+fn locked(world: &World, name: &str, settings: &ReprotectSettings) -> Result<(), ProviderError> {
+    let applied = &world.machines[name].settings;
+    let same = |site: Option<&str>, asked: &str| site.is_none_or(|site| site == asked);
+    let drive_same = applied
+        .retention_drive
+        .as_deref()
+        .is_none_or(|site| same_retention_drive(site, &settings.retention_drive));
+    let recovery_same = applied
+        .recovery
+        .is_none_or(|site| site == settings.recovery);
+    if same(applied.master_target.as_deref(), &settings.master_target)
+        && same(applied.datastore.as_deref(), &settings.datastore)
+        && drive_same
+        && recovery_same
+    {
+        return Ok(());
+    }
+    Err(refuse(
+        "locked-setting",
+        format!(
+            "machine `{name}` is reprotected: its master target, datastore, retention drive and recovery type cannot change"
+        ),
+    ))
+}
+
+/// The reprotect back to Azure (`InMageAzureV2ReprotectInput`): ASR needs the process server
+/// on the VMware site and a run-as account of the configuration server.
+fn reprotect_home(
+    world: &World,
+    name: &str,
+    settings: Option<&ReprotectSettings>,
+) -> Result<(), ProviderError> {
+    configuration_server(world, name)?;
+    let Some(home) = settings.and_then(|s| s.home.as_ref()) else {
+        return Err(refuse(
+            "settings",
+            format!("the reprotect of `{name}` to Azure names no process server (`site.home`)"),
+        ));
+    };
+    healthy_process_server(world, &home.process_server)?;
+    if !world
+        .configuration_server
+        .run_as_accounts
+        .iter()
+        .any(|account| *account == home.run_as_account)
+    {
+        return Err(refuse(
+            "run-as-account",
+            format!(
+                "configuration server `{}` has no run-as account `{}`",
+                world.configuration_server.name, home.run_as_account
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn configuration_server(world: &World, name: &str) -> Result<(), ProviderError> {
@@ -344,7 +452,11 @@ fn reprotect(
             ),
         ));
     }
-    if !mt.retention_volumes.contains(&settings.retention_drive) {
+    if !mt
+        .retention_volumes
+        .iter()
+        .any(|v| same_retention_drive(v, &settings.retention_drive))
+    {
         return Err(refuse(
             "retention-drive",
             format!(
@@ -622,6 +734,16 @@ pub fn complete(world: &mut World, op: &RunningOperation) -> Result<(), Provider
                 .azure_replica = AzureReplica::Deleted;
         }
         OperationKind::ReprotectHome => {}
+        OperationKind::SwitchProcessServer => {
+            if let Some(settings) = &op.settings {
+                world
+                    .machines
+                    .get_mut(&op.machine)
+                    .expect("checked above")
+                    .settings
+                    .process_server = Some(settings.process_server.clone());
+            }
+        }
     }
     world
         .machines

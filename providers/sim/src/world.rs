@@ -29,7 +29,8 @@ mod split;
 pub struct World {
     /// The configuration server on the VMware site.
     pub configuration_server: ConfigurationServer,
-    /// Process servers in Azure, by name.
+    /// Process servers, by name: those in Azure (the failback leg) and those on the VMware
+    /// site (the leg home, `site.home.process_server`).
     #[serde(default)]
     pub process_servers: BTreeMap<String, ProcessServer>,
     /// vCenters known to the configuration server, by name.
@@ -74,6 +75,10 @@ pub struct ConfigurationServer {
     /// Running and connected to Azure.
     #[serde(default = "yes")]
     pub connected: bool,
+    /// The run-as accounts registered with it (`RunAsAccount.accountName`); the reprotect
+    /// back to Azure must name one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_as_accounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -206,6 +211,9 @@ impl MachineTiming {
             OperationKind::Failback => self.failback_s,
             OperationKind::Commit => self.commit_s,
             OperationKind::ReprotectHome => self.reprotect_home_s,
+            // A short job without data transfer, like a commit (lifeboat's choice: the world
+            // has no key of its own for it).
+            OperationKind::SwitchProcessServer => self.commit_s,
         }
     }
 }
@@ -296,6 +304,7 @@ impl Timing {
             OperationKind::Failback => self.failback_s,
             OperationKind::Commit => self.commit_s,
             OperationKind::ReprotectHome => self.reprotect_home_s,
+            OperationKind::SwitchProcessServer => self.commit_s,
         }
     }
 

@@ -89,6 +89,7 @@ fn a_healthy_world_runs_the_whole_lifecycle() {
                 }
                 OperationKind::Commit => assert_eq!(web.azure_replica, AzureReplica::Deleted),
                 OperationKind::ReprotectHome => {}
+                OperationKind::SwitchProcessServer => unreachable!("not a lifecycle operation"),
             }
         }
         let world = sim.world().await.expect("reads");
@@ -630,4 +631,100 @@ fn a_world_changed_behind_the_providers_back_is_read_again() {
 
     let after = runtime.block_on(sim.refresh(&request)).expect("refreshes");
     assert_eq!(snapshots(&after), Some(3));
+}
+
+/// ASR's `reassociateGateway`: the one change a reprotected machine allows. The switch moves
+/// the replication and keeps the stage; a switch to the server it already uses, one that
+/// would also move a locked setting, and a second reprotect (the old `replace`) are refused.
+#[test]
+fn a_reprotected_machine_switches_its_process_server_and_nothing_else() {
+    let (_dir, path) = world(|w| {
+        w.process_servers.insert(
+            "ps-02".to_string(),
+            lifeboat_provider_sim::world::ProcessServer { healthy: true },
+        );
+    });
+    let sim = provider(&path);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        sim.run(&reprotect("web-01")).await.expect("reprotects");
+        let switch = |id: &str, mt: &str, ps: &str| {
+            let mut settings = common::settings(mt, Recovery::Original);
+            settings.process_server = ps.to_string();
+            OperationRequest {
+                id: id.into(),
+                machine: "web-01".to_string(),
+                kind: OperationKind::SwitchProcessServer,
+                reprotect: Some(settings),
+            }
+        };
+        let same = sim
+            .run(&switch("same", "mt-linux-01", "ps-01"))
+            .await
+            .expect_err("already there");
+        assert_eq!(same.code(), Some("process-server"), "{same}");
+        let locked = sim
+            .run(&switch("locked", "mt-linux-02", "ps-02"))
+            .await
+            .expect_err("the master target is locked");
+        assert_eq!(locked.code(), Some("locked-setting"), "{locked}");
+        let outcome = sim
+            .run(&switch("moved", "mt-linux-01", "ps-02"))
+            .await
+            .expect("switches");
+        assert_eq!(outcome.stage, Stage::Reprotected);
+        let world = sim.world().await.expect("reads");
+        let web = &world.machines["web-01"];
+        assert_eq!(web.settings.process_server.as_deref(), Some("ps-02"));
+        assert_eq!(web.settings.master_target.as_deref(), Some("mt-linux-01"));
+        assert_eq!(web.stage, Stage::Reprotected);
+        let again = sim
+            .run(&request("again", "web-01", OperationKind::Reprotect))
+            .await
+            .expect_err("a reprotected machine is not reprotected again");
+        assert_eq!(again.code(), Some("stage"), "{again}");
+    });
+}
+
+/// The reprotect back to Azure needs `site.home`, and a run-as account the configuration
+/// server has.
+#[test]
+fn the_reprotect_home_needs_the_home_names() {
+    let (_dir, path) = world(|_| {});
+    let sim = provider(&path);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        for kind in [
+            OperationKind::Reprotect,
+            OperationKind::Failback,
+            OperationKind::Commit,
+        ] {
+            sim.run(&request(&format!("{kind}"), "web-01", kind))
+                .await
+                .expect("runs");
+        }
+        let mut without = request("home-1", "web-01", OperationKind::ReprotectHome);
+        if let Some(settings) = without.reprotect.as_mut() {
+            settings.home = None;
+        }
+        let refused = sim.run(&without).await.expect_err("no home names");
+        assert_eq!(refused.code(), Some("settings"), "{refused}");
+        let mut stranger = request("home-2", "web-01", OperationKind::ReprotectHome);
+        if let Some(home) = stranger.reprotect.as_mut().and_then(|s| s.home.as_mut()) {
+            home.run_as_account = "nobody".to_string();
+        }
+        let refused = sim.run(&stranger).await.expect_err("unknown account");
+        assert_eq!(refused.code(), Some("run-as-account"), "{refused}");
+        let outcome = sim
+            .run(&request("home-3", "web-01", OperationKind::ReprotectHome))
+            .await
+            .expect("protects again");
+        assert_eq!(outcome.stage, Stage::Protected);
+    });
 }

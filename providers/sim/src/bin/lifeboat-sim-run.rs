@@ -39,6 +39,7 @@ fn main() -> ExitCode {
                 Recovery::Original
             },
             failback_policy: "auto".to_string(),
+            home: None,
         }),
         _ => return usage(),
     };

@@ -45,6 +45,7 @@ mod equivalence {
             vcenter: "vc-01".into(),
             configuration_server: "cs-01".into(),
             process_server: "ps-01".into(),
+            home: None,
             master_targets: vec![InitMasterTarget {
                 name: "mt-01".into(),
                 os: Os::Linux,

@@ -31,6 +31,7 @@ pub fn spec() -> InitSpec {
         vcenter: "vc-01".to_string(),
         configuration_server: "cs-01".to_string(),
         process_server: "ps-01".to_string(),
+        home: Some(("ps-home-01".to_string(), "vmware-admin".to_string())),
         master_targets: vec![mt("mt-linux-01", "esx-01"), mt("mt-linux-02", "esx-01")],
         machines: vec![
             machine("web-01", Recovery::Original, vec![64, 256]),
@@ -67,6 +68,11 @@ pub fn settings(master_target: &str, recovery: Recovery) -> ReprotectSettings {
         retention_drive: "/mnt/retention".to_string(),
         recovery,
         failback_policy: "auto".to_string(),
+        home: Some(lifeboat_engine::provider::HomeSettings {
+            process_server: "ps-home-01".to_string(),
+            run_as_account: "vmware-admin".to_string(),
+            policy: "auto".to_string(),
+        }),
     }
 }
 
@@ -80,7 +86,11 @@ pub fn request(id: &str, machine: &str, kind: OperationKind) -> OperationRequest
         id: id.into(),
         machine: machine.to_string(),
         kind,
-        reprotect: (kind == OperationKind::Reprotect).then(|| settings("mt-linux-01", recovery)),
+        reprotect: matches!(
+            kind,
+            OperationKind::Reprotect | OperationKind::ReprotectHome
+        )
+        .then(|| settings("mt-linux-01", recovery)),
     }
 }
 

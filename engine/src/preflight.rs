@@ -56,6 +56,7 @@ pub fn refresh_request(plan: &Plan) -> RefreshRequest {
         datastores,
         master_targets: plan.master_targets.names().map(str::to_string).collect(),
         machines: plan.machines.names().map(str::to_string).collect(),
+        home_process_server: home_process_server(plan),
     }
 }
 
@@ -77,6 +78,13 @@ pub fn reprotect_settings(
         failback_policy: plan.site.failback_policy.value.clone(),
         home: None,
     })
+}
+
+fn home_process_server(plan: &Plan) -> Option<String> {
+    plan.site
+        .home
+        .as_ref()
+        .map(|home| home.value.process_server.value.clone())
 }
 
 /// The names the leg home needs, from the plan's `site.home`.
@@ -197,6 +205,7 @@ pub fn refresh_request_for(plan: &Plan, assignment: &Assignment, m: usize) -> Re
         datastores,
         master_targets,
         machines: vec![name.value.clone()],
+        home_process_server: home_process_server(plan),
     }
 }
 
@@ -228,6 +237,7 @@ fn checks(
     let any_reprotect = any(|p| p.reprotect);
     let any_failback = any(|p| p.failback);
     let any_commit = any(|p| p.commit);
+    let any_reprotect_home = any(|p| p.reprotect_home);
     let any_work = any(Pending::any);
 
     if any_work {
@@ -238,6 +248,9 @@ fn checks(
     }
     if any_reprotect || any_failback {
         vcenter(plan, facts, any_reprotect, &mut out, &mut unchecked);
+    }
+    if any_reprotect_home {
+        home(plan, facts, &mut out, &mut unchecked);
     }
     if any_reprotect {
         master_targets(plan, assignment, facts, &pending, &mut out, &mut unchecked);
@@ -541,6 +554,62 @@ fn process_server(
             ),
             None => unchecked.note(codes::PREFLIGHT_PROCESS_SERVER, "the process server's health", name.span),
         },
+    }
+}
+
+/// The names of the leg home, checked like the failback leg's: the process server on the
+/// VMware site exists and is healthy, and the run-as account is one of the configuration
+/// server's. (The policy is checked when `reprotect-home` runs: refresh reads no policies.)
+fn home(plan: &Plan, facts: &Facts, out: &mut Vec<Diagnostic>, unchecked: &mut Unchecked) {
+    // Validation requires `site.home` for goal `protected`, the only goal with a reprotect
+    // home; without it there is nothing to check here.
+    let Some(home) = &plan.site.home else { return };
+    let name = &home.value.process_server;
+    match &facts.home_process_server {
+        None => out.push(
+            Diagnostic::error(codes::PREFLIGHT_PROCESS_SERVER, format!("process server `{}` does not exist", name.value))
+                .with_label(name.span, "not registered with the configuration server")
+                .with_help("register the process server on the VMware site with the configuration server, or fix `site.home.process_server`"),
+        ),
+        Some(ps) => match ps.healthy {
+            Some(true) => {}
+            Some(false) => out.push(
+                Diagnostic::error(codes::PREFLIGHT_PROCESS_SERVER, format!("process server `{}` is unhealthy", name.value))
+                    .with_label(name.span, "unhealthy")
+                    .with_help(format!(
+                        "resolve the health errors of `{}` in the vault before protecting the machines again",
+                        name.value
+                    )),
+            ),
+            None => unchecked.note(codes::PREFLIGHT_PROCESS_SERVER, "the process server's health", name.span),
+        },
+    }
+    let account = &home.value.run_as_account;
+    match &facts.run_as_accounts {
+        Some(accounts) if !accounts.iter().any(|a| *a == account.value) => {
+            let have = if accounts.is_empty() {
+                "it has none".to_string()
+            } else {
+                format!("it has {}", crate::validate::join_names(accounts))
+            };
+            out.push(
+                Diagnostic::error(
+                    codes::PREFLIGHT_CONFIGURATION_SERVER,
+                    format!(
+                        "the configuration server has no run-as account `{}`",
+                        account.value
+                    ),
+                )
+                .with_label(account.span, format!("not an account of the configuration server: {have}"))
+                .with_help("add the account to the configuration server, or set `site.home.run_as_account` to one it has"),
+            );
+        }
+        Some(_) => {}
+        None => unchecked.note(
+            codes::PREFLIGHT_CONFIGURATION_SERVER,
+            "the run-as account",
+            account.span,
+        ),
     }
 }
 

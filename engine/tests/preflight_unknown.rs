@@ -45,6 +45,9 @@ fn unknown_facts_are_reported_as_not_checked() {
             .into_iter()
             .map(|m| (m.to_string(), MachineFacts::unknown(Stage::FailedOver)))
             .collect(),
+        // The plan's goal needs no leg home: these are not asked about.
+        home_process_server: None,
+        run_as_accounts: None,
     };
     let now = Timestamp(jiff::Timestamp::now());
     let diagnostics = preflight::preflight(&plan, &validation.assignment, &facts, now);

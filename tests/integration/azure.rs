@@ -1,7 +1,9 @@
 //! The `azure` provider end to end: `plan` and `apply` to every goal, by the real binary, over
 //! HTTPS against `lifeboat sim serve`, next to the `sim` provider on a copy of the same world.
 //! Both must plan the same changes and leave the estate in the same state; and no secret may
-//! show anywhere.
+//! show anywhere. `sim serve` accepts only the requests Microsoft's recorded sessions show
+//! (direction, instance type, required ids; `providers/azure/tests/fixtures/recorded/`), so a
+//! goal reached through it is a goal reached with the recorded requests.
 
 use std::path::Path;
 
@@ -190,6 +192,65 @@ fn plan_and_apply_reach_every_goal_as_the_sim_provider_does() {
             .expect("runs");
         everything.push_str(&output_text(&again));
         assert_eq!(again.status.code(), Some(0), "{}", output_text(&again));
+
+        if goal == "reprotected" {
+            // The one change ASR makes on a reprotected machine: another process server,
+            // through `reassociateGateway`, on both backends alike.
+            for dir in [sim.dir.path(), azure.example.dir.path()] {
+                let path = dir.join("lifeboat.yaml");
+                let plan = std::fs::read_to_string(&path).expect("the plan");
+                let moved =
+                    plan.replace("process_server: ps-azure-01", "process_server: ps-azure-02");
+                assert_ne!(moved, plan, "the example names `ps-azure-01`");
+                std::fs::write(&path, moved).expect("write the plan");
+            }
+            let (_, sim_plan) = sim.plan_json(&[]);
+            let planned = azure
+                .lifeboat()
+                .args(["plan", "--format", "json"])
+                .output()
+                .expect("runs");
+            everything.push_str(&output_text(&planned));
+            let azure_plan: Value = serde_json::from_slice(&planned.stdout).expect("a JSON plan");
+            assert_eq!(changes(&azure_plan), changes(&sim_plan), "the switches");
+            assert!(
+                !changes(&azure_plan).is_empty()
+                    && changes(&azure_plan)
+                        .iter()
+                        .all(|(_, action)| action == "switch-process-server"),
+                "{:?}",
+                changes(&azure_plan)
+            );
+            for command in [sim.lifeboat(), azure.lifeboat()] {
+                let mut command = command;
+                let applied = command
+                    .args(["apply", "--auto-approve"])
+                    .output()
+                    .expect("runs");
+                everything.push_str(&output_text(&applied));
+                assert!(applied.status.success(), "{}", output_text(&applied));
+            }
+            let sim_world = store::read(&sim.world_path()).expect("the sim's world");
+            let served_world = store::read(&world).expect("the served world");
+            assert_eq!(
+                estate(&served_world),
+                estate(&sim_world),
+                "after the switch"
+            );
+            assert!(
+                served_world
+                    .machines
+                    .values()
+                    .all(|m| m.settings.process_server.as_deref() == Some("ps-azure-02")),
+                "every machine moved"
+            );
+            let again = azure
+                .lifeboat()
+                .args(["plan", "--detailed-exitcode"])
+                .output()
+                .expect("runs");
+            assert_eq!(again.status.code(), Some(0), "{}", output_text(&again));
+        }
     }
 
     // Debug logs carry ARM's request ids for support cases, and still no secret.

@@ -162,19 +162,24 @@ fn the_same_plan_written_differently_has_no_differences() {
 }
 
 #[test]
-fn a_datastore_change_forces_a_full_resync_of_that_machine() {
+fn a_datastore_change_locks_that_machine_once_reprotected() {
     let report = json("datastore-change");
     assert_eq!(addresses(&report), ["machine.db-01"]);
     let db = change(&report, "machine.db-01", "machine-changed");
     assert_eq!(db["dangerous"], true);
-    assert!(consequence(db).contains("full resync of `db-01`"), "{db}");
-    assert!(consequence(db).contains("--allow-replace"), "{db}");
+    assert!(consequence(db).contains("`db-01`"), "{db}");
+    assert!(
+        consequence(db).contains("preflight::locked-setting"),
+        "{db}"
+    );
+    assert!(
+        !consequence(db).contains("resync"),
+        "no replace any more: {db}"
+    );
     assert_eq!(db["before"]["datastore"], "vmfs-ssd-01");
     assert_eq!(db["after"]["datastore"], "vsan-01");
-    // db-01's disks are 64 + 2048 GiB: the upper bound of the resync.
-    assert_eq!(db["max_transfer_gib"], 2112);
-    assert_eq!(report["summary"]["full_resync_machines"], 1);
-    assert_eq!(report["summary"]["full_resync_max_gib"], 2112);
+    assert_eq!(db["max_transfer_gib"], 0, "nothing is sent for it");
+    assert!(report["summary"].get("full_resync_machines").is_none());
 }
 
 #[test]
@@ -210,7 +215,7 @@ fn a_master_target_change_shows_the_pinned_and_the_automatic_moves() {
     assert_eq!(dc["after"]["master_target"]["name"], "mt-windows-02");
     assert_eq!(dc["after"]["master_target"]["assigned"], false);
     // Nothing in web-01 or web-02 changed in the file: lifeboat's choice for their group moved
-    // to the new master target, which forces their resync just the same.
+    // to the new master target, which locks them just the same once reprotected.
     for web in ["machine.web-01", "machine.web-02"] {
         let moved = change(&report, web, "machine-changed");
         assert_eq!(moved["dangerous"], true, "{moved}");
@@ -218,7 +223,7 @@ fn a_master_target_change_shows_the_pinned_and_the_automatic_moves() {
             moved["after"],
             serde_json::json!({"master_target": {"name": "mt-linux-00", "assigned": true}})
         );
-        assert!(consequence(moved).contains("full resync"), "{moved}");
+        assert!(consequence(moved).contains("locked-setting"), "{moved}");
     }
     // With the web group on mt-linux-00, mt-linux-01 is now the least loaded target for
     // batch-01 (it was mt-linux-02, because the web group's four disks were on mt-linux-01).
@@ -227,11 +232,11 @@ fn a_master_target_change_shows_the_pinned_and_the_automatic_moves() {
     assert_eq!(batch["after"]["master_target"]["name"], "mt-linux-01");
     let added = change(&report, "master_target.mt-linux-00", "master-target-added");
     assert!(consequence(added).contains("`web-01`"), "{added}");
-    assert_eq!(report["summary"]["full_resync_machines"], 4);
+    assert_eq!(report["summary"]["dangerous"], 4);
 }
 
 #[test]
-fn a_retention_drive_change_resyncs_the_machines_that_stay_on_the_target() {
+fn a_retention_drive_change_locks_the_machines_that_stay_on_the_target() {
     let report = json("retention-drive-change");
     assert_eq!(addresses(&report), ["master_target.mt-linux-02"]);
     let target = change(
@@ -240,8 +245,8 @@ fn a_retention_drive_change_resyncs_the_machines_that_stay_on_the_target() {
         "master-target-changed",
     );
     assert_eq!(target["dangerous"], true);
-    assert_eq!(target["full_resync_machines"], 1);
     assert!(consequence(target).contains("`batch-01`"), "{target}");
+    assert!(consequence(target).contains("retention drive"), "{target}");
 }
 
 #[test]
@@ -312,20 +317,24 @@ fn a_window_change_says_when_failback_may_run() {
 }
 
 #[test]
-fn a_process_server_change_resyncs_every_machine_once() {
+fn a_process_server_change_is_a_switch_without_danger() {
     let report = json("process-server-change");
     let site = change(&report, "plan", "site-changed");
-    assert_eq!(site["dangerous"], true);
-    assert_eq!(site["full_resync_machines"], 7);
+    assert_eq!(site["dangerous"], false);
+    assert!(
+        consequence(site).contains("switch-process-server"),
+        "{site}"
+    );
     assert_eq!(
         site["before"],
         serde_json::json!({"process_server": "ps-azure-01"})
     );
     let metadata = change(&report, "plan", "metadata-changed");
     assert_eq!(metadata["dangerous"], false);
-    assert_eq!(report["summary"]["full_resync_machines"], 7);
-    // Every disk of the seven machines: the upper bound of the resync.
-    assert_eq!(report["summary"]["full_resync_max_gib"], 6272);
+    assert_eq!(
+        report["summary"]["max_transfer_gib"], 0,
+        "nothing is resent"
+    );
 }
 
 #[test]
@@ -444,7 +453,7 @@ fn markdown_of_a_large_diff_stays_under_the_comment_limit() {
     // The summary counts every change, not only the ones shown.
     assert!(markdown.contains(&format!("{total} differences")));
     let dangerous = report["summary"]["dangerous"].as_u64().expect("count") as usize;
-    assert!(dangerous > 0, "the generated change must include a replace");
+    assert!(dangerous > 0, "the generated change must lock a setting");
     assert!(
         markdown.find("#### dangerous changes") < markdown.find("#### other changes")
             || !markdown.contains("#### other changes")

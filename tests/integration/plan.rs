@@ -377,8 +377,10 @@ fn nothing_to_do_exits_zero_under_detailed_exitcode() {
     insta::assert_snapshot!("plan_human_no_changes", human);
 }
 
+/// ASR cannot change a reprotected machine's datastore: `plan` refuses with
+/// `preflight::locked-setting`, labelled at the plan's value, and plans no `replace`.
 #[test]
-fn drift_on_a_reprotected_machine_plans_a_dangerous_replace() {
+fn drift_of_a_locked_setting_is_a_preflight_error_at_the_plans_value() {
     let example = Example::new("failed-back");
     example.edit(|world| {
         put_at(
@@ -389,34 +391,78 @@ fn drift_on_a_reprotected_machine_plans_a_dangerous_replace() {
             "vmfs-ssd-01",
         )
     });
-    let (_, plan) = example.plan_json(&[]);
-    let replace = change(&plan, "replace machine.web-01");
-    assert_eq!(replace["action"], "replace");
-    assert_eq!(replace["risk"]["full_resync"], true);
-    assert_eq!(replace["before"]["datastore"], "vmfs-ssd-01");
-    assert_eq!(replace["after"]["datastore"], "vsan-01");
+    let (code, plan) = example.plan_json(&["--detailed-exitcode"]);
+    assert_eq!(code, Some(1), "an error: {plan:#}");
+    let locked: Vec<&Value> = plan["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter(|d| d["code"] == "preflight::locked-setting")
+        .collect();
+    assert_eq!(locked.len(), 1, "{plan:#}");
+    let message = locked[0]["message"].as_str().expect("a message");
     assert!(
-        replace["reason"]
-            .as_str()
-            .expect("reason")
-            .contains("datastore `vmfs-ssd-01` → `vsan-01`")
+        message.contains("web-01") && message.contains("vmfs-ssd-01"),
+        "what the site has: {message}"
     );
-    // No second reprotect: the replace is it. The failback waits for the replace.
+    assert!(
+        locked[0]["help"]
+            .as_str()
+            .expect("help")
+            .contains("fail `web-01` back with the site's settings"),
+        "what to do: {:#}",
+        locked[0]
+    );
+    // The label is the plan's value: `datastore: vsan-01` of `web-01`.
+    let text = std::fs::read_to_string(example.dir.path().join("lifeboat.yaml")).expect("plan");
+    let label = &locked[0]["labels"][0];
+    let (start, end) = (
+        label["start"]["byte"].as_u64().expect("start") as usize,
+        label["end"]["byte"].as_u64().expect("end") as usize,
+    );
+    assert_eq!(&text[start..end], "vsan-01");
+    assert!(text[..start].rfind("web-01:") > text[..start].rfind("pg-01:"));
+    for change in changes(&plan) {
+        assert_ne!(change["action"], "replace", "{change:#}");
+    }
     assert!(!ids(&plan).contains(&"reprotect machine.web-01".to_string()));
+    let human = example.plan_text("human");
+    assert!(human.contains("preflight::locked-setting"), "{human}");
+}
+
+/// A process-server change on a reprotected machine is the one ASR allows: planned as a
+/// `switch-process-server` before the failback, not dangerous.
+#[test]
+fn a_process_server_change_on_a_reprotected_machine_is_a_switch() {
+    let example = Example::new("failed-back");
+    example.edit(|world| {
+        put_at(
+            world,
+            "web-01",
+            Stage::Reprotected,
+            "mt-linux-01",
+            "vsan-01",
+        );
+        world
+            .machines
+            .get_mut("web-01")
+            .expect("exists")
+            .settings
+            .process_server = Some("ps-azure-02".to_string());
+    });
+    let (_, plan) = example.plan_json(&[]);
+    let switch = change(&plan, "switch-process-server machine.web-01");
+    assert_eq!(switch["before"]["process_server"], "ps-azure-02");
+    assert_eq!(switch["after"]["process_server"], "ps-azure-01");
+    assert_eq!(switch["risk"]["full_resync"], false);
+    assert_eq!(switch["risk"]["downtime"], false);
     assert!(
         change(&plan, "failback machine.web-01")["depends_on"]
             .as_array()
             .expect("deps")
-            .contains(&Value::from("replace machine.web-01"))
+            .contains(&Value::from("switch-process-server machine.web-01"))
     );
-    let human = example.plan_text("human");
-    assert!(human.contains("Dangerous changes"));
-    let markdown = example.plan_text("markdown");
-    let dangerous = markdown
-        .find("Dangerous changes")
-        .expect("a dangerous section");
-    assert!(markdown.find("`replace machine.web-01`").expect("listed") > dangerous);
-    insta::assert_snapshot!("plan_human_replace", human);
+    assert_eq!(plan["summary"]["changes"]["switch-process-server"], 1);
 }
 
 #[test]
@@ -528,7 +574,7 @@ fn machines_stay_on_the_master_target_lifeboat_chose_earlier() {
         "{:?}",
         ids(&plan)
     );
-    assert_eq!(plan["summary"]["changes"]["replace"], 0);
+    assert!(plan["summary"]["changes"].get("replace").is_none());
 }
 
 #[test]
@@ -569,9 +615,9 @@ fn graph_renders_the_dag_in_dot_and_mermaid() {
     }
 }
 
-/// Every output format for every situation a reviewer meets: each goal, drift on a reprotected
-/// machine (a replace), a machine that left the plan (a release), preflight errors, and
-/// nothing to do. Snapshots, plus the JSON checked against the committed schema.
+/// Every output format for every situation a reviewer meets: each goal, a reprotected machine
+/// on another process server (a switch), a machine that left the plan (a release), preflight
+/// errors, and nothing to do. Snapshots, plus the JSON checked against the committed schema.
 #[test]
 fn every_format_for_every_situation() {
     type Setup = fn(&Example);
@@ -581,15 +627,21 @@ fn every_format_for_every_situation() {
         ("goal_failed_back", "failed-back", nothing),
         ("goal_committed", "committed", nothing),
         ("goal_protected", "protected", nothing),
-        ("drift_replace", "failed-back", |example| {
+        ("switch_process_server", "failed-back", |example| {
             example.edit(|world| {
                 put_at(
                     world,
                     "web-01",
                     Stage::Reprotected,
                     "mt-linux-01",
-                    "vmfs-ssd-01",
-                )
+                    "vsan-01",
+                );
+                world
+                    .machines
+                    .get_mut("web-01")
+                    .expect("exists")
+                    .settings
+                    .process_server = Some("ps-azure-02".to_string());
             })
         }),
         ("release", "reprotected", |example| {
@@ -642,7 +694,10 @@ fn every_format_for_every_situation() {
         let (_, mut plan) = example.plan_json(&[]);
         assert_conforms(&plan);
         match name {
-            "drift_replace" => assert_eq!(plan["summary"]["changes"]["replace"], 1, "{name}"),
+            "switch_process_server" => assert_eq!(
+                plan["summary"]["changes"]["switch-process-server"], 1,
+                "{name}"
+            ),
             "release" => assert_eq!(plan["summary"]["changes"]["release"], 1, "{name}"),
             "preflight_errors" => assert!(
                 plan["diagnostics"]

@@ -25,6 +25,7 @@ site:
   vcenter: vc-01
   configuration_server: cs-01
   process_server: ps-01
+  home: {process_server: ps-home-01, run_as_account: vmware-admin}
 master_targets:
   mt-linux-01:
     os: linux
@@ -403,4 +404,49 @@ fn machines_at_the_goal_are_not_checked() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("No changes."));
+}
+
+/// The leg home's names are checked like the failback leg's: the process server on the VMware
+/// site must exist (and be healthy), the run-as account must be the configuration server's.
+/// Only a plan that goes as far as `protected` needs them.
+#[test]
+fn the_home_names_are_checked_before_protecting_again() {
+    for (code, change) in [
+        (
+            codes::PREFLIGHT_PROCESS_SERVER,
+            (|world: &mut World| {
+                world.process_servers.remove("ps-home-01");
+            }) as fn(&mut World),
+        ),
+        (
+            codes::PREFLIGHT_CONFIGURATION_SERVER,
+            |world: &mut World| {
+                world.configuration_server.run_as_accounts = vec!["someone-else".to_string()];
+            },
+        ),
+    ] {
+        let estate = Estate::new("protected", "");
+        estate.edit(change);
+        let output = estate.plan();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            preflight_codes(&output),
+            BTreeSet::from([code.to_string()]),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("ps-home-01") || stderr.contains("vmware-admin"),
+            "names the plan's value: {stderr}"
+        );
+        // Short of `protected`, nothing needs them.
+        let estate = Estate::new("committed", "");
+        estate.edit(change);
+        let output = estate.plan();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

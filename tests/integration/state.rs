@@ -255,22 +255,28 @@ fn a_saved_plan_shows_in_every_format_as_plan_printed_it() {
 }
 
 #[test]
-fn a_saved_plan_records_targets_and_allow_replace_and_is_not_saved_with_errors() {
+fn a_saved_plan_records_targets_and_is_not_saved_with_errors() {
     let estate = Estate::new();
-    let output = estate.run(&[
-        "plan",
-        "--out",
-        "saved.json",
-        "--target",
-        "machine.web-01",
-        "--allow-replace",
-    ]);
+    let output = estate.run(&["plan", "--out", "saved.json", "--target", "machine.web-01"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let file: Value =
         serde_json::from_slice(&std::fs::read(estate.path("saved.json")).expect("saved"))
             .expect("JSON");
-    assert_eq!(file["allow_replace"], true);
+    assert!(file.get("allow_replace").is_none(), "there is no replace");
     assert_eq!(file["targets"], serde_json::json!(["machine.web-01"]));
+
+    // `--allow-replace` is gone, with an explanation rather than clap's "unexpected argument".
+    for command in ["plan", "apply"] {
+        let output = estate.run(&[command, "--allow-replace"]);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        let text = stderr(&output);
+        assert!(
+            text.contains("`--allow-replace` was removed")
+                && text.contains("preflight::locked-setting")
+                && text.contains("switch-process-server"),
+            "{command}: {text}"
+        );
+    }
 
     // A plan with preflight errors is not saved.
     assert!(estate.run(&["plan"]).status.success(), "the world exists");

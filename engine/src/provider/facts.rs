@@ -180,6 +180,11 @@ pub struct Facts {
     pub configuration_server: Option<ConfigurationServerFacts>,
     /// `None`: the process server the plan names does not exist.
     pub process_server: Option<ProcessServerFacts>,
+    /// The leg home's process server (`site.home.process_server`); `None`: it does not exist,
+    /// or the request named none.
+    pub home_process_server: Option<ProcessServerFacts>,
+    /// The configuration server's run-as accounts, by name; `None`: not observable.
+    pub run_as_accounts: Option<Vec<String>>,
     /// `None`: the vCenter the plan names is not known to the vault.
     pub vcenter: Option<VcenterFacts>,
     pub esxi_hosts: HashMap<String, EsxiHostFacts>,

@@ -67,6 +67,9 @@ pub struct RefreshRequest {
     pub datastores: Vec<String>,
     pub master_targets: Vec<String>,
     pub machines: Vec<String>,
+    /// The process server of the leg home (`site.home.process_server`), when the plan names
+    /// one.
+    pub home_process_server: Option<String>,
 }
 
 /// The operation id the engine chose. Unique per operation attempt.

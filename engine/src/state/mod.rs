@@ -203,7 +203,8 @@ impl State {
     }
 
     /// Records the end of the pending operation `id`: the machine reaches `stage`, a
-    /// reprotect's settings become the applied settings, and `provider_ids` are merged in.
+    /// reprotect's (or process-server switch's) settings become the applied settings, and
+    /// `provider_ids` are merged in.
     pub fn complete(
         &mut self,
         id: &OperationId,
@@ -220,7 +221,11 @@ impl State {
             .take()
             .expect("found by its pending operation");
         machine.stage = stage;
-        if pending.kind == OperationKind::Reprotect {
+        // A process-server switch records its settings too: the same ones, another server.
+        if matches!(
+            pending.kind,
+            OperationKind::Reprotect | OperationKind::SwitchProcessServer
+        ) {
             machine.settings = pending.settings;
         }
         machine.provider_ids.extend(provider_ids);

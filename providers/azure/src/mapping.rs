@@ -198,6 +198,18 @@ pub fn facts(
             .iter()
             .find(|ps| ps.friendly_name.as_deref() == Some(request.process_server.as_str()))
             .map(|ps| process_server(ps, now));
+        facts.home_process_server = request.home_process_server.as_ref().and_then(|name| {
+            cs.process_servers
+                .iter()
+                .find(|ps| ps.friendly_name.as_deref() == Some(name.as_str()))
+                .map(|ps| process_server(ps, now))
+        });
+        facts.run_as_accounts = Some(
+            cs.run_as_accounts
+                .iter()
+                .filter_map(|account| account.account_name.clone())
+                .collect(),
+        );
         for mt in &cs.master_target_servers {
             let Some(name) = mt.name.as_deref() else {
                 continue;

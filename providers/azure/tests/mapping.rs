@@ -218,6 +218,7 @@ fn request() -> RefreshRequest {
         ],
         master_targets: vec!["mt-win-01".into(), "mt-lin-01".into(), "mt-missing".into()],
         machines: vec!["web-01".into(), "not-protected".into()],
+        home_process_server: None,
     }
 }
 

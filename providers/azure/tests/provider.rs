@@ -336,7 +336,18 @@ fn operation(id: &str, machine: &str, kind: OperationKind) -> OperationRequest {
         id: OperationId(id.into()),
         machine: machine.into(),
         kind,
-        reprotect: (kind == OperationKind::Reprotect).then(settings),
+        reprotect: match kind {
+            OperationKind::Reprotect => Some(settings()),
+            OperationKind::ReprotectHome => Some(ReprotectSettings {
+                home: Some(lifeboat_engine::provider::HomeSettings {
+                    process_server: "ps-avs-01".into(),
+                    run_as_account: "vcenter-admin".into(),
+                    policy: "auto".into(),
+                }),
+                ..settings()
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -371,9 +382,12 @@ async fn reprotect_with(headers: Headers) {
         format!("{}/reProtect", item_path("web-01-item"))
     );
     assert_eq!(posts[0].query, "api-version=2026-05-01");
+    // A GUID derived from the operation id, not the id itself.
     assert_eq!(
-        posts[0].header("x-ms-client-request-id").as_deref(),
-        Some("lb-1-0")
+        posts[0].header("x-ms-client-request-id"),
+        Some(lifeboat_provider_azure::provider::client_request_id(
+            &OperationId("lb-1-0".into())
+        ))
     );
     let body = posts[0].json();
     assert_valid("ReverseReplicationInput", &body);
@@ -631,11 +645,16 @@ async fn every_operation_sends_a_valid_body() {
     assert!(posts[2].path.ends_with("/ad-01-item/reProtect"));
     let home = posts[2].json();
     assert_valid("ReverseReplicationInput", &home);
-    // The one `InMageAzureV2` policy of the vault, and no process server or master target.
+    // As recorded: `site.home`'s process server (also its master target), run-as account,
+    // and the one `InMageAzureV2` policy of the vault.
+    assert_eq!(home["properties"]["failoverDirection"], "RecoveryToPrimary");
     assert_eq!(
         home["properties"]["providerSpecificDetails"],
         json!({
             "instanceType": "InMageAzureV2",
+            "masterTargetId": "PS-0003",
+            "processServerId": "PS-0003",
+            "runAsAccountId": "1",
             "policyId": format!("/Subscriptions/{SUB}/resourceGroups/rg-dr/providers/Microsoft.RecoveryServices/vaults/vault-dr/replicationPolicies/policy-avs"),
         })
     );
@@ -661,6 +680,7 @@ async fn refresh_maps_the_vault_to_facts() {
             datastores: vec!["vsanDatastore".into()],
             master_targets: vec!["mt-win-01".into()],
             machines: vec!["web-01".into(), "missing".into()],
+            home_process_server: None,
         })
         .await
         .expect("facts");

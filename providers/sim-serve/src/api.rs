@@ -611,6 +611,18 @@ fn reprotect(
                 )
             })?,
     };
+    // ASR names a Windows volume without its colon (`R` for the world's `R:`): the world's
+    // own spelling goes to the sim, as the `sim` provider would send it.
+    let retention_drive = world
+        .master_targets
+        .get(&master_target)
+        .and_then(|mt| {
+            mt.retention_volumes.iter().find(|v| {
+                lifeboat_engine::provider::same_retention_drive(v, field("retentionDrive"))
+            })
+        })
+        .cloned()
+        .unwrap_or_else(|| field("retentionDrive").to_string());
     // ASR recovers to the original VM when it still exists, and to a new one otherwise.
     let recovery = if vm.is_some_and(|vm| vm.exists) {
         Recovery::Original
@@ -623,7 +635,7 @@ fn reprotect(
             master_target,
             process_server,
             datastore,
-            retention_drive: field("retentionDrive").to_string(),
+            retention_drive,
             recovery,
             failback_policy: "auto".to_string(),
             home: None,

@@ -202,7 +202,6 @@ fn vmware_fabric(vault: &Vault, world: &World, now: jiff::Timestamp) -> Value {
                         "volumeName": volume_name(volume),
                         "capacityInBytes": RETENTION_BYTES,
                         "freeSpaceInBytes": RETENTION_BYTES,
-                        "thresholdPercentage": null,
                     })
                 })
                 .collect();

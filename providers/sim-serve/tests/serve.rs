@@ -133,9 +133,26 @@ impl Fixture {
     }
 }
 
+/// `body` without its `null` values. The real service sends `null` for absent values
+/// (`nextLink: null` on the last page, `osVersion: null`, … in Microsoft's recorded
+/// sessions), which the swagger definitions do not model: a client reads them as absent, and
+/// so are they validated.
+fn without_nulls(body: &Value) -> Value {
+    match body {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
 fn assert_valid(root: &str, body: &Value) {
     let validator = swagger::validator(root).expect("a validator");
-    let errors = swagger::errors(&validator, body);
+    let errors = swagger::errors(&validator, &without_nulls(body));
     assert!(
         errors.is_empty(),
         "not a valid `{root}`: {errors:#?}\n{body:#}"
@@ -167,11 +184,28 @@ fn reprotect_body(machine_vm_datastore: Option<&str>) -> Value {
     json!({"properties": {"failoverDirection": "RecoveryToPrimary", "providerSpecificDetails": details}})
 }
 
+/// As recorded (`V2ATestFailback.json`): an `InMage` item fails back `PrimaryToRecovery`.
 fn failback_body() -> Value {
     json!({"properties": {
-        "failoverDirection": "RecoveryToPrimary",
+        "failoverDirection": "PrimaryToRecovery",
         "sourceSiteOperations": "Required",
         "providerSpecificDetails": {"instanceType": "InMage", "recoveryPointType": "LatestTime"},
+    }})
+}
+
+/// The reprotect to Azure as recorded (`V2ATestReprotect.json`): `RecoveryToPrimary`,
+/// `InMageAzureV2`, the process server on the VMware site (also as its own master target), a
+/// run-as account and the VMware-to-Azure policy.
+fn home_body() -> Value {
+    json!({"properties": {
+        "failoverDirection": "RecoveryToPrimary",
+        "providerSpecificDetails": {
+            "instanceType": "InMageAzureV2",
+            "masterTargetId": "PS-ps-avs-01",
+            "processServerId": "PS-ps-avs-01",
+            "runAsAccountId": "1",
+            "policyId": format!("{BASE}/replicationPolicies/replication-policy"),
+        },
     }})
 }
 
@@ -262,7 +296,10 @@ fn stage_per_docs(item: &Value) -> Stage {
             };
             if in_azure {
                 Stage::Reprotected
-            } else if !allows("Commit") && allows("ReverseReplicate") {
+            } else if !allows("Commit")
+                && (props["protectionState"] == "UnplannedFailoverCommitted"
+                    || allows("SwitchProtection"))
+            {
                 Stage::Committed
             } else {
                 Stage::FailedBack
@@ -541,8 +578,15 @@ async fn reprotect_with(style: LroHeaders) {
         .await;
     assert_valid("Job", &read);
     assert_eq!(read["properties"]["state"], "Succeeded");
-    assert_eq!(read["properties"]["scenarioName"], "Reprotect");
-    assert_eq!(read["properties"]["activityId"], "op-42");
+    assert_eq!(
+        read["properties"]["scenarioName"],
+        "SwitchReplicationGroupProtection"
+    );
+    // As recorded: the client's request id, then ASR's own.
+    let activity = read["properties"]["activityId"]
+        .as_str()
+        .expect("an activityId");
+    assert!(activity.starts_with("op-42 ActivityId: "), "{activity}");
     assert_eq!(read["properties"]["targetObjectName"], "dc-01");
     let item = f
         .get_json(&token, &f.arm(&format!("{ITEM}/item-dc-01")))
@@ -590,12 +634,27 @@ async fn rotating_headers_take_a_machine_to_committed_and_home() {
     body["properties"]["providerSpecificDetails"]["masterTargetId"] = json!("MT-mt-linux-02");
     body["properties"]["providerSpecificDetails"]["retentionDrive"] = json!("/mnt/retention");
     let steps = [
-        ("reProtect", Some(body.to_string()), LroHeaders::Both, Stage::Reprotected),
-        ("unplannedFailover", Some(failback_body().to_string()), LroHeaders::Async, Stage::FailedBack),
-        ("failoverCommit", None, LroHeaders::Location, Stage::Committed),
         (
             "reProtect",
-            Some(json!({"properties": {"failoverDirection": "PrimaryToRecovery", "providerSpecificDetails": {"instanceType": "InMageAzureV2"}}}).to_string()),
+            Some(body.to_string()),
+            LroHeaders::Both,
+            Stage::Reprotected,
+        ),
+        (
+            "unplannedFailover",
+            Some(failback_body().to_string()),
+            LroHeaders::Async,
+            Stage::FailedBack,
+        ),
+        (
+            "failoverCommit",
+            None,
+            LroHeaders::Location,
+            Stage::Committed,
+        ),
+        (
+            "reProtect",
+            Some(home_body().to_string()),
             LroHeaders::Both,
             Stage::Protected,
         ),
@@ -608,7 +667,7 @@ async fn rotating_headers_take_a_machine_to_committed_and_home() {
         let running = f
             .get_json(&token, &f.arm(&format!("{ITEM}/item-batch-01")))
             .await;
-        if running["properties"]["currentScenario"].is_object() {
+        if running["properties"]["currentScenario"]["scenarioName"] != "None" {
             assert_eq!(running["properties"]["allowedOperations"], json!([]));
             assert!(stage_per_docs(&running) <= before, "{running:#}");
         }
@@ -642,7 +701,12 @@ async fn rotating_headers_take_a_machine_to_committed_and_home() {
         .collect();
     assert_eq!(
         scenarios,
-        ["Reprotect", "UnplannedFailover", "Commit", "Reprotect"]
+        [
+            "SwitchReplicationGroupProtection",
+            "UnplannedFailover",
+            "Commit",
+            "SwitchReplicationGroupProtection"
+        ]
     );
 }
 
@@ -781,7 +845,15 @@ async fn a_rule_the_sim_enforces_fails_the_job_with_its_code() {
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let status_url = header(&response, "azure-asyncoperation").expect("async header");
-    let status: Value = f.get_json(&token, &status_url).await;
+    // The job fails at once, but the 202 may be answered a moment before it is recorded.
+    let mut status: Value = f.get_json(&token, &status_url).await;
+    for _ in 0..100 {
+        if status["status"] != "InProgress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = f.get_json(&token, &status_url).await;
+    }
     assert_eq!(status["status"], "Failed");
     assert_eq!(status["error"]["code"], "master-target");
 }
@@ -1059,4 +1131,156 @@ async fn a_shutdown_mid_operation_leaves_the_operation_in_the_world() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the reprotect never finished in the world");
+}
+
+/// What the real service refuses, the emulator refuses: the failback in the other direction
+/// (Microsoft's cmdlet: "RecoveryToPrimary Direction is Invalid for InMage"), the reprotect to
+/// Azure in the direction lifeboat used to send, and one without the recorded ids.
+#[tokio::test]
+async fn the_directions_asr_refuses_are_refused() {
+    let f = start(
+        |text| text.replace("stage: failed-over", "stage: reprotected"),
+        |_| {},
+    )
+    .await;
+    let token = f.token().await;
+    let mut wrong = failback_body();
+    wrong["properties"]["failoverDirection"] = json!("RecoveryToPrimary");
+    let message = assert_arm_error(
+        f.post(
+            &token,
+            &f.arm(&format!("{ITEM}/item-dc-01/unplannedFailover")),
+            Some(&wrong.to_string()),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestContent",
+    )
+    .await;
+    assert!(message.contains("Invalid for InMage"), "{message}");
+
+    let url = f.arm(&format!("{ITEM}/item-dc-01/reProtect"));
+    let mut old = home_body();
+    old["properties"]["failoverDirection"] = json!("PrimaryToRecovery");
+    let message = assert_arm_error(
+        f.post(&token, &url, Some(&old.to_string())).await,
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestContent",
+    )
+    .await;
+    assert!(message.contains("RecoveryToPrimary"), "{message}");
+    for field in [
+        "processServerId",
+        "masterTargetId",
+        "runAsAccountId",
+        "policyId",
+    ] {
+        let mut missing = home_body();
+        missing["properties"]["providerSpecificDetails"]
+            .as_object_mut()
+            .expect("details")
+            .remove(field);
+        let message = assert_arm_error(
+            f.post(&token, &url, Some(&missing.to_string())).await,
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+        )
+        .await;
+        assert!(message.contains(field), "{field}: {message}");
+    }
+    assert!(f.world().history.is_empty(), "nothing ran");
+}
+
+/// Items and pages in the recorded shapes: the idle `currentScenario`, the reprotected item
+/// at `Primary` in Azure, and `nextLink: null` on the last page.
+#[tokio::test]
+async fn items_and_pages_have_the_recorded_shapes() {
+    let f = start(
+        |text| text.replace("stage: failed-over", "stage: reprotected"),
+        |_| {},
+    )
+    .await;
+    let token = f.token().await;
+    let page = f
+        .get_json(&token, &f.arm("/replicationProtectedItems"))
+        .await;
+    assert!(page["nextLink"].is_null(), "{page:#}");
+    let item = &page["value"][0]["properties"];
+    assert_eq!(item["currentScenario"]["scenarioName"], "None");
+    assert!(
+        item["currentScenario"]["jobId"]
+            .as_str()
+            .is_some_and(|id| id.ends_with("/replicationJobs/None")),
+        "{item:#}"
+    );
+    assert_eq!(item["currentScenario"]["startTime"], "1753-01-01T01:01:01Z");
+    assert_eq!(item["activeLocation"], "Primary");
+    assert_eq!(item["providerSpecificDetails"]["activeSiteType"], "Azure");
+    assert_eq!(
+        item["allowedOperations"],
+        json!(["UnplannedFailover", "DisableProtection"])
+    );
+    let fabric = f
+        .get_json(&token, &f.arm("/replicationFabrics/vmware-fabric"))
+        .await;
+    let details = &fabric["properties"]["customDetails"];
+    assert_eq!(details["runAsAccounts"][0]["accountName"], "vmware-admin");
+    let windows = details["masterTargetServers"]
+        .as_array()
+        .expect("master targets")
+        .iter()
+        .find(|mt| mt["name"] == "mt-windows-01")
+        .expect("the Windows master target");
+    assert_eq!(
+        windows["retentionVolumes"][0]["volumeName"], "R",
+        "as ASR names it"
+    );
+    assert!(
+        details["masterTargetServers"]
+            .as_array()
+            .expect("master targets")
+            .iter()
+            .any(|mt| mt["id"] == "PS-ps-avs-01"),
+        "a process server is also a master target, with its id"
+    );
+}
+
+/// `reassociateGateway` moves one reprotected item to another process server.
+#[tokio::test]
+async fn reassociate_gateway_switches_the_process_server() {
+    let f = start(|text| text, |c| c.retry_after = 0).await;
+    let token = f.token().await;
+    let response = f
+        .post(
+            &token,
+            &f.arm(&format!("{ITEM}/item-dc-01/reProtect")),
+            Some(&reprotect_body(Some("vsan-01")).to_string()),
+        )
+        .await;
+    follow(&f, &token, response, LroHeaders::Both).await;
+    let switch = |source: &str| {
+        json!({"properties": {
+            "containerName": "vmware-container",
+            "sourceProcessServerId": source,
+            "targetProcessServerId": "PS-ps-azure-02",
+            "updateType": "ServerLevel",
+            "vmsToMigrate": ["item-dc-01"],
+        }})
+        .to_string()
+    };
+    let url = f.arm("/replicationFabrics/vmware-fabric/reassociateGateway");
+    let message = assert_arm_error(
+        f.post(&token, &url, Some(&switch("PS-ps-avs-01"))).await,
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestContent",
+    )
+    .await;
+    assert!(message.contains("does not replicate through"), "{message}");
+    let response = f.post(&token, &url, Some(&switch("PS-ps-azure-01"))).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    follow(&f, &token, response, LroHeaders::Both).await;
+    let dc = &f.world().machines["dc-01"];
+    assert_eq!(dc.stage, Stage::Reprotected);
+    assert_eq!(dc.settings.process_server.as_deref(), Some("ps-azure-02"));
+    assert_eq!(dc.settings.master_target.as_deref(), Some("mt-windows-01"));
 }

@@ -362,7 +362,15 @@ fn facts(world: &World, now: Timestamp, request: &RefreshRequest) -> Facts {
         facts.configuration_server = Some(ConfigurationServerFacts {
             connected: Some(world.configuration_server.connected),
         });
+        facts.run_as_accounts = Some(world.configuration_server.run_as_accounts.clone());
     }
+    facts.home_process_server = request
+        .home_process_server
+        .as_ref()
+        .and_then(|name| world.process_servers.get(name))
+        .map(|ps| ProcessServerFacts {
+            healthy: Some(ps.healthy),
+        });
     facts.process_server = world
         .process_servers
         .get(&request.process_server)

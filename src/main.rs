@@ -41,6 +41,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(if error.use_stderr() { 1 } else { 0 });
         }
     };
+    commands::paths::allow(cli.allow_paths);
     let exit = match cli.command {
         Command::Validate { plan, format } => commands::validate::run(&plan, format),
         Command::Diff { old, new, format } => commands::diff::run(&old, &new, format),

@@ -47,16 +47,11 @@ pub enum Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Outside(real) => write!(
-                f,
-                "resolves to `{}`, outside the repository",
-                real.display()
-            ),
-            Self::InsideGit(real) => write!(
-                f,
-                "resolves to `{}`, inside the repository's `.git`",
-                real.display()
-            ),
+            // Where it resolves is not shown: through `/proc/self` it changes with every run.
+            Self::Outside(_) => {
+                f.write_str("is outside the repository, once symlinks are followed")
+            }
+            Self::InsideGit(_) => f.write_str("is inside the repository's `.git`"),
             Self::ClimbsFromMissing => {
                 f.write_str("climbs out with `..` from a directory that does not exist")
             }

@@ -100,12 +100,14 @@ fn refused(command: &mut Command, args: &[&str]) -> String {
 fn a_world_at_proc_self_environ_is_refused_without_showing_the_environment() {
     let repo = Repo::new();
     repo.world("/proc/self/environ");
-    for command in ["validate", "plan", "apply", "graph"] {
-        let mut lifeboat = repo.lifeboat();
-        if command == "apply" {
-            lifeboat.arg("--auto-approve");
-        }
-        let text = refused(&mut lifeboat, &[command]);
+    for args in [
+        &["validate"][..],
+        &["plan"],
+        &["apply", "--auto-approve"],
+        &["graph"],
+    ] {
+        let command = args[0];
+        let text = refused(&mut repo.lifeboat(), args);
         assert!(text.contains("plan::path-outside"), "{command}:\n{text}");
         assert!(text.contains("/proc/self/environ"), "{command}:\n{text}");
     }

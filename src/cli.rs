@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Allow the files a plan names (world, state) to be in DIR, outside the plan's
+    /// repository; repeatable. `LIFEBOAT_ALLOWED_PATHS` (separated by `:`) adds more. A plan
+    /// can never allow itself a path.
+    #[arg(long = "allow-path", value_name = "DIR", global = true)]
+    pub allow_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

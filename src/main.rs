@@ -51,6 +51,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(if error.use_stderr() { 1 } else { 0 });
         }
     };
+    commands::paths::allow(cli.allow_paths);
     let exit = match cli.command {
         Command::Apply {
             allow_replace: true,

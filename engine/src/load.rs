@@ -13,9 +13,9 @@ use crate::model::Plan;
 use crate::source::SourceFile;
 use crate::span::Span;
 
-/// Largest plan file we read. Far beyond any real estate (a 100,000-machine plan is ~20 MB);
-/// the cap exists so a wrong path (a disk image, a log) fails fast instead of eating memory.
-pub const MAX_PLAN_BYTES: usize = 256 * 1024 * 1024;
+/// Largest plan file we read: [`crate::input::MAX_INPUT_BYTES`], which the reader enforces
+/// before anything is parsed.
+pub const MAX_PLAN_BYTES: usize = crate::input::MAX_INPUT_BYTES as usize;
 
 /// serde-saphyr's defaults (250,000 nodes) fit hand-written configs; a 100,000-machine plan
 /// has about 2 million nodes. Depth stays at the default: a plan is five levels deep, so

@@ -58,9 +58,12 @@ impl SourceFile {
         })
     }
 
-    /// Reads a file as UTF-8. Invalid UTF-8 is an error the caller turns into a diagnostic.
+    /// Reads a file as UTF-8, through the size-capped reader ([`crate::input`]): only a
+    /// regular file of at most [`crate::input::MAX_INPUT_BYTES`]. Invalid UTF-8 is an error the
+    /// caller turns into a diagnostic.
     pub fn read(path: &Path) -> std::io::Result<Self> {
-        Self::from_bytes(path, std::fs::read(path)?)
+        let bytes = crate::input::read_capped(path, crate::input::MAX_INPUT_BYTES)?;
+        Self::from_bytes(path, bytes)
     }
 
     /// A file already read, as UTF-8; invalid UTF-8 is an error, as for [`SourceFile::read`].

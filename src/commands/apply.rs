@@ -222,7 +222,11 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
 
 /// `apply FILE` where FILE is a saved plan; `None` for a plan file.
 fn read_saved(path: &Path) -> Result<Option<SavedPlan>, Exit> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Some(text) =
+        lifeboat_engine::input::read_capped(path, lifeboat_engine::input::MAX_INPUT_BYTES)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+    else {
         // Unreadable files are reported by the plan loader, with the usual diagnostic.
         return Ok(None);
     };

@@ -5,7 +5,7 @@
 //! failing is reported with its diagnostics and exit 1. Otherwise the command exits 0 whether
 //! or not the plans differ: DESIGN.md §6 reserves 2 for `plan --detailed-exitcode`.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::Path;
 
 use lifeboat_engine::diff::{DiffReport, diff};
@@ -90,10 +90,18 @@ fn read(path: &Path) -> Result<SourceFile, Box<Diagnostic>> {
     if path.as_os_str() != STDIN {
         return read_plan(path);
     }
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .map_err(|error| {
+    // Standard input is capped like a file, and read through the same reader.
+    let text = lifeboat_engine::input::read_capped_from(
+        std::io::stdin().lock(),
+        lifeboat_engine::input::MAX_INPUT_BYTES,
+        0,
+    )
+    .and_then(|bytes| {
+        String::from_utf8(bytes).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "the input is not UTF-8")
+        })
+    })
+    .map_err(|error| {
             Box::new(
                 Diagnostic::error(
                     lifeboat_engine::diagnostic::codes::PLAN_SYNTAX,

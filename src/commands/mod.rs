@@ -1,6 +1,7 @@
 pub mod apply;
 pub mod diff;
 pub mod graph;
+pub mod paths;
 pub mod pipeline;
 pub mod plan;
 pub mod provider;

@@ -49,7 +49,12 @@ pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan, Validation), Ex
     // The world of a large simulated estate takes longer to parse than the plan takes to
     // validate: start on it now, on the other core.
     let warming = super::provider::warm_up(plan_path, &plan);
-    let validation = validate::validate(&plan);
+    let mut validation = validate::validate(&plan);
+    let outside = super::paths::check_plan(plan_path, &plan);
+    if !outside.is_empty() {
+        validation.diagnostics.extend(outside);
+        lifeboat_engine::diagnostic::sort(&mut validation.diagnostics);
+    }
     if let Some(warming) = warming {
         // The warm-up only fills the provider's cache; its errors are reported when the
         // provider is opened for real.
@@ -71,7 +76,10 @@ pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan, Validation), Ex
 /// command in the lock's owner information.
 pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result<Session, Exit> {
     let (file, plan, validation) = load_valid(plan_path)?;
-    let backend = super::state::backend(plan_path, &plan);
+    let backend = super::state::backend(plan_path, &plan).map_err(|diagnostic| {
+        eprint!("{}", render_human(&[*diagnostic], &file));
+        Exit::Error
+    })?;
     let lock = backend
         .lock(LockInfo::new(operation), lock_timeout)
         .map_err(|error| {

@@ -180,7 +180,7 @@ fn save(
     let world_sha256 = match &plan.provider.value {
         ProviderConfig::Sim(config) => {
             let path = super::provider::world_path(args.plan, &config.world);
-            std::fs::read(&path)
+            lifeboat_engine::input::read_capped(&path, lifeboat_engine::input::MAX_INPUT_BYTES)
                 .ok()
                 .map(|bytes| saved::sha256_hex(&bytes))
         }

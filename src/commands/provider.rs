@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use lifeboat_engine::diagnostic::{Diagnostic, codes};
 use lifeboat_engine::model::{AzureCredential, AzureProviderConfig, Plan, ProviderConfig};
+use lifeboat_engine::paths::ContainedPath;
 use lifeboat_engine::provider::Provider;
 use lifeboat_engine::{SourceFile, Spanned};
 use lifeboat_provider_azure::{AzureConfig, AzureProvider, CredentialKind};
@@ -19,14 +20,51 @@ pub fn world_path(plan_path: &Path, world: &Spanned<String>) -> PathBuf {
     dir.join(&world.value)
 }
 
+/// A path value of the plan, checked to be inside the plan's repository (or an allowed
+/// directory): `plan::path-outside` otherwise.
+pub fn contained(
+    plan_path: &Path,
+    value: &Spanned<String>,
+    key: &str,
+) -> Result<ContainedPath, Box<Diagnostic>> {
+    match super::paths::containment(plan_path) {
+        Some(containment) => containment.resolve_value(value, key),
+        None => Err(Box::new(Diagnostic::error(
+            codes::PLAN_PATH_OUTSIDE,
+            format!(
+                "the directory of the plan `{}` cannot be resolved, so `{key}` cannot be checked",
+                plan_path.display()
+            ),
+        ))),
+    }
+}
+
+/// Whether a world file that failed to load may be quoted in the report: it must be inside
+/// the repository and look like a world (a top-level `configuration_server:`, which the sim
+/// always writes first). Anything else (a credentials file, `/proc/self/environ` through an
+/// allowed directory) is reported by name and kind of error only.
+fn may_quote_world(plan_path: &Path, real: &Path, error: &WorldError) -> bool {
+    let inside = super::paths::containment(plan_path).is_some_and(|c| c.may_quote(real));
+    let looks_like_world = match error {
+        WorldError::Invalid { file, .. } => file
+            .text()
+            .lines()
+            .any(|line| line.starts_with("configuration_server:")),
+        _ => true,
+    };
+    inside && looks_like_world
+}
+
 /// Starts parsing the `sim` world in the background, so that [`open`] finds it parsed. The sim
 /// keeps one parsed world per file for the whole process, keyed by the file's exact bytes, so
-/// a warm-up can never hand out a world that changed since.
+/// a warm-up can never hand out a world that changed since. Only a contained world is read.
 pub fn warm_up(plan_path: &Path, plan: &Plan) -> Option<std::thread::JoinHandle<()>> {
     let ProviderConfig::Sim(config) = &plan.provider.value else {
         return None;
     };
-    let path = world_path(plan_path, &config.world);
+    let path = contained(plan_path, &config.world, "provider.sim.world")
+        .ok()?
+        .path;
     path.is_file().then(|| {
         std::thread::spawn(move || {
             let _ = SimProvider::open(&path);
@@ -57,11 +95,18 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn 
             return Err(());
         }
     };
-    let path = world_path(plan_path, &config.world);
+    let contained_or_report = |value: &Spanned<String>, key: &str| {
+        contained(plan_path, value, key).map_err(|diagnostic| {
+            eprint!("{}", render_human(&[*diagnostic], file));
+        })
+    };
+    let world = contained_or_report(&config.world, "provider.sim.world")?;
+    let path = world.path.clone();
     if !path.exists()
         && let Some(start) = &config.start_from
     {
-        let start_path = world_path(plan_path, start);
+        let start = contained_or_report(start, "provider.sim.start_from")?;
+        let start_path = start.path.clone();
         let created = store::read(&start_path).and_then(|world| {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|source| WorldError::Write {
@@ -69,7 +114,7 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn 
                     source,
                 })?;
             }
-            store::write(&path, &world)
+            store::write_locked(&path, &world)
         });
         match created {
             Ok(_) => eprintln!(
@@ -78,7 +123,7 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn 
                 start_path.display()
             ),
             Err(error) => {
-                report_world_error(&error);
+                report_world_error_as(&error, may_quote_world(plan_path, &start.real, &error));
                 return Err(());
             }
         }
@@ -98,7 +143,9 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn 
     }
     SimProvider::open(&path)
         .map(|p| Arc::new(p) as Arc<dyn Provider>)
-        .map_err(|error| report_world_error(&error))
+        .map_err(|error| {
+            report_world_error_as(&error, may_quote_world(plan_path, &world.real, &error));
+        })
 }
 
 /// The `azure` provider from `provider.azure`; a value it cannot use is a diagnostic pointing
@@ -154,7 +201,26 @@ fn open_azure(
 
 /// Prints a world error: the diagnostics against the world file where there are some.
 pub fn report_world_error(error: &WorldError) {
+    report_world_error_as(error, true);
+}
+
+/// [`report_world_error`], or, when the file may not be quoted, only its name and the kind of
+/// error: a diagnostic's message and labels would show the file's text.
+pub fn report_world_error_as(error: &WorldError, quote: bool) {
     match error {
+        WorldError::Invalid { file, diagnostics } if !quote => {
+            let kinds: std::collections::BTreeSet<&str> =
+                diagnostics.iter().map(|d| d.code).collect();
+            let kinds: Vec<String> = kinds.iter().map(|k| format!("`{k}`")).collect();
+            eprintln!(
+                "error: the world file `{}` is not a usable world ({})",
+                file.name(),
+                kinds.join(", ")
+            );
+            eprintln!(
+                "  help: its content is not shown because it is outside the repository or does not look like a lifeboat world; check that the plan names the right file"
+            );
+        }
         WorldError::Invalid { file, diagnostics } => {
             eprint!("{}", render_human(diagnostics, file));
             eprintln!("the world file `{}` is invalid", file.name());

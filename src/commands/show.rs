@@ -13,7 +13,8 @@ use crate::render::plan as render_plan;
 
 /// Reads and parses a saved plan; a problem is printed, naming the file.
 pub fn read(path: &Path) -> Result<SavedPlan, ()> {
-    let bytes = std::fs::read(path).map_err(|error| {
+    let bytes = lifeboat_engine::input::read_capped(path, lifeboat_engine::input::MAX_INPUT_BYTES)
+        .map_err(|error| {
         eprintln!(
             "error: cannot read the saved plan `{}`: {}",
             path.display(),

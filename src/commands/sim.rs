@@ -10,7 +10,7 @@ use lifeboat_provider_sim::init::{InitMachine, InitMasterTarget, InitSpec};
 use lifeboat_provider_sim::{World, store};
 
 use super::Exit;
-use super::provider::{report_world_error, world_path};
+use super::provider::report_world_error;
 use crate::render::diagnostics::{counts, render_human};
 
 pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
@@ -56,7 +56,13 @@ pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
         );
         return Exit::Error;
     };
-    let path = world_path(plan_path, &config.world);
+    let path = match super::provider::contained(plan_path, &config.world, "provider.sim.world") {
+        Ok(contained) => contained.path,
+        Err(diagnostic) => {
+            eprint!("{}", render_human(&[*diagnostic], &file));
+            return Exit::Error;
+        }
+    };
     if path.exists() && !force {
         eprintln!(
             "error: the world file `{}` already exists; pass `--force` to replace it (its history is lost)",
@@ -86,7 +92,7 @@ pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
         );
         return Exit::Error;
     }
-    if let Err(error) = store::write(&path, &world) {
+    if let Err(error) = store::write_locked(&path, &world) {
         eprintln!("error: {error}");
         return Exit::Error;
     }
@@ -226,7 +232,7 @@ fn with_durations(world_path: &Path, link_gbps: f64) -> Exit {
             reprotect_home_s: Some((SETUP_S + gib * seconds_per_gib).round() as u64),
         };
     }
-    match store::write(world_path, &world) {
+    match store::write_locked(world_path, &world) {
         Ok(_) => Exit::Success,
         Err(error) => {
             report_world_error(&error);

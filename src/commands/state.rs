@@ -8,20 +8,32 @@ use std::path::Path;
 
 use lifeboat_engine::model::{DEFAULT_STATE_PATH, Plan, StateConfig};
 use lifeboat_engine::state::{LocalBackend, StateBackend, StateError};
-use lifeboat_engine::{SourceFile, load};
+use lifeboat_engine::{Diagnostic, SourceFile, Span, Spanned, load};
 
 use super::Exit;
 use crate::cli::{DiagnosticFormat, StateCommand};
 use crate::render::diagnostics::render_human;
 
 /// The backend of a plan's state; a relative `state.local.path` is relative to the plan file.
-pub fn backend(plan_path: &Path, plan: &Plan) -> LocalBackend {
-    let dir = plan_path.parent().unwrap_or(Path::new(""));
-    let relative = match plan.state.as_ref().map(|s| &s.value) {
-        Some(StateConfig::Local(local)) => local.path.value.as_str(),
-        None => DEFAULT_STATE_PATH,
+/// The path must be inside the plan's repository (`plan::path-outside` otherwise), the default
+/// one too: `.lifeboat/state.json` could be a symlink committed in the change under review.
+pub fn backend(plan_path: &Path, plan: &Plan) -> Result<LocalBackend, Box<Diagnostic>> {
+    let (value, default) = match plan.state.as_ref().map(|s| &s.value) {
+        Some(StateConfig::Local(local)) => (local.path.clone(), false),
+        None => (
+            Spanned::new(DEFAULT_STATE_PATH.to_string(), Span::new(0, 0)),
+            true,
+        ),
     };
-    LocalBackend::new(dir.join(relative))
+    super::provider::contained(plan_path, &value, "state.local.path")
+        .map(|contained| LocalBackend::new(contained.path))
+        .map_err(|mut diagnostic| {
+            // The default is not written in the file: there is no value to point at.
+            if default {
+                diagnostic.labels.clear();
+            }
+            diagnostic
+        })
 }
 
 /// Loads the plan far enough to know where its state is; problems are printed.
@@ -35,7 +47,9 @@ fn locate(plan_path: &Path) -> Result<LocalBackend, ()> {
         }
     };
     match load::load_plan(&file) {
-        Ok(plan) => Ok(backend(plan_path, &plan)),
+        Ok(plan) => backend(plan_path, &plan).map_err(|diagnostic| {
+            eprint!("{}", render_human(&[*diagnostic], &file));
+        }),
         Err(diagnostic) => {
             eprint!("{}", render_human(&[*diagnostic], &file));
             Err(())

@@ -20,7 +20,15 @@ pub fn run(path: &Path, format: DiagnosticFormat) -> Exit {
         }
     };
     let diagnostics = match load::load_plan(&file) {
-        Ok(plan) => validate::validate(&plan).diagnostics,
+        Ok(plan) => {
+            let mut diagnostics = validate::validate(&plan).diagnostics;
+            let outside = super::paths::check_plan(path, &plan);
+            if !outside.is_empty() {
+                diagnostics.extend(outside);
+                lifeboat_engine::diagnostic::sort(&mut diagnostics);
+            }
+            diagnostics
+        }
         Err(diagnostic) => vec![*diagnostic],
     };
     emit(&diagnostics, &file, format);
@@ -33,6 +41,7 @@ pub fn run(path: &Path, format: DiagnosticFormat) -> Exit {
 
 /// Reads a plan file; a missing file or invalid UTF-8 becomes a `plan::syntax` diagnostic.
 pub fn read_plan(path: &Path) -> Result<SourceFile, Box<Diagnostic>> {
+    super::paths::check_plan_file(path)?;
     SourceFile::read(path).map_err(|error| {
         let help = match error.kind() {
             std::io::ErrorKind::NotFound => {

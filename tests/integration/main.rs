@@ -9,6 +9,7 @@ mod malformed;
 mod plan;
 mod preflight;
 mod schemas;
+mod security;
 mod sim_serve;
 mod sim_world;
 mod state;

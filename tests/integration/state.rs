@@ -569,7 +569,9 @@ fn state_list_and_show() {
     let not_an_address = estate.run(&["state", "show", "web-01"]);
     assert_eq!(not_an_address.status.code(), Some(1));
 
-    // `--plan` finds the state through another plan file's `state` setting.
+    // `--plan` finds the state through another plan file's `state` setting, in the same
+    // repository (a plan's paths stay inside its repository).
+    std::fs::create_dir_all(estate.path(".git")).expect("mkdir");
     let plan = std::fs::read_to_string(estate.path("lifeboat.yaml")).expect("plan");
     std::fs::create_dir_all(estate.path("elsewhere")).expect("mkdir");
     std::fs::write(

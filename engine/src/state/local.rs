@@ -24,6 +24,12 @@ use super::{LockGuard, LockInfo, State, StateBackend, StateError};
 /// How often a waiting `lock` tries again.
 const POLL: Duration = Duration::from_millis(200);
 
+/// How long a contender waits for the new holder to say who it is.
+const INFO_GRACE: Duration = Duration::from_millis(500);
+
+/// An owner file is a few hundred bytes; anything larger is not one.
+const MAX_INFO_BYTES: u64 = 64 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     path: PathBuf,
@@ -67,6 +73,7 @@ impl LocalBackend {
     }
 
     fn open_lock_file(&self) -> Result<File, StateError> {
+        self.refuse_non_regular()?;
         self.ensure_dir()?;
         OpenOptions::new()
             .read(true)
@@ -80,10 +87,56 @@ impl LocalBackend {
             })
     }
 
+    /// A state path that names a device, directory or FIFO is refused before anything is
+    /// created beside it (`/dev/full.lock` must never appear).
+    fn refuse_non_regular(&self) -> Result<(), StateError> {
+        match fs::metadata(&self.path) {
+            Ok(metadata) if !metadata.is_file() => Err(StateError::Read {
+                path: self.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file (a directory, device, FIFO or socket is never read)",
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The owner information, but only while the process that wrote it is alive and holds
+    /// it: every holder keeps an exclusive OS lock on its own info file (see [`Held`]), so an
+    /// info file that can be locked shared was left by a process that is gone. Contenders
+    /// only ever take shared locks on it, so they never mistake one another for the holder.
+    fn live_info(&self) -> Option<LockInfo> {
+        let path = self.lock_info_path();
+        let file = File::open(&path).ok()?;
+        match file.try_lock_shared() {
+            Err(TryLockError::WouldBlock) => {}
+            // Nobody alive holds it. An error says nothing about liveness either.
+            Ok(()) | Err(TryLockError::Error(_)) => return None,
+        }
+        let bytes = crate::input::read_capped_from(&file, MAX_INFO_BYTES, 0).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// [`Self::live_info`], waiting a moment for a holder that has just taken the lock and is
+    /// still writing who it is.
+    fn holder(&self) -> Option<LockInfo> {
+        let deadline = Instant::now() + INFO_GRACE;
+        loop {
+            if let Some(info) = self.live_info() {
+                return Some(info);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn read_info(&self) -> Result<Option<LockInfo>, StateError> {
         let path = self.lock_info_path();
-        match fs::read_to_string(&path) {
-            Ok(text) => Ok(serde_json::from_str(&text).ok()),
+        match crate::input::read_capped(&path, MAX_INFO_BYTES) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StateError::Read { path, source }),
         }
@@ -101,11 +154,19 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
     let permissions = match fs::metadata(path) {
+        // Renaming over a device or directory is never what was meant, and the temporary
+        // file would be left beside it.
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a directory, device, FIFO or socket is never written)",
+            ));
+        }
         Ok(metadata) => Some(metadata.permissions()),
         Err(_) => default_permissions(),
     };
+    let mut temp = temp_beside(path)?;
     if let Some(permissions) = permissions {
         temp.as_file().set_permissions(permissions)?;
     }
@@ -121,6 +182,63 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Every temporary file lifeboat writes ends with this, after `.NAME.` (`NAME` being the file
+/// it will replace) and a random part, so the leftovers of a killed writer can be recognised.
+const TEMP_SUFFIX: &str = ".lifeboat-tmp";
+
+/// A new temporary file beside `path`, named `.NAME.RANDOM.lifeboat-tmp`.
+fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(&temp_prefix(path))
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)
+}
+
+fn temp_prefix(path: &Path) -> std::ffi::OsString {
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(path.file_name().unwrap_or_default());
+    prefix.push(".");
+    prefix
+}
+
+/// Removes the temporary files that writers of `path` killed mid-write left beside it, and
+/// returns how many there were.
+///
+/// Call it only while holding the lock that every writer of `path` holds while it writes
+/// (the state's lock for the state and its owner file, the world's lock for a world): then
+/// no temporary file of `path` can belong to a live writer. Only files named as
+/// [`write_atomically`] names them are touched.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let prefix = temp_prefix(path);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = prefix.to_str().is_some_and(|p| name.starts_with(p))
+            && name.ends_with(TEMP_SUFFIX)
+            && name.len() > prefix.len() + TEMP_SUFFIX.len();
+        // Only regular files: a directory or link of that name is not something we wrote.
+        if ours
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 #[cfg(unix)]
 fn default_permissions() -> Option<fs::Permissions> {
     use std::os::unix::fs::PermissionsExt;
@@ -133,8 +251,13 @@ fn default_permissions() -> Option<fs::Permissions> {
 }
 
 /// Releases the OS lock when dropped, after removing the owner information.
+///
+/// `info` is the open owner file, on which the holder keeps an exclusive OS lock for as long
+/// as it holds the state lock: a contender that can lock the owner file shared knows that it
+/// was left by a process that is gone, and never names that process as the holder.
 struct Held {
     file: File,
+    info: Option<File>,
     info_path: PathBuf,
 }
 
@@ -142,8 +265,19 @@ impl Drop for Held {
     fn drop(&mut self) {
         // The info goes first: once the OS lock is released another process may write its own.
         let _ = fs::remove_file(&self.info_path);
+        drop(self.info.take());
         let _ = self.file.unlock();
     }
+}
+
+/// Writes the owner file atomically with an exclusive lock already on it, so that it is
+/// never visible without the lock that proves its writer alive.
+fn write_owner(path: &Path, bytes: &[u8]) -> std::io::Result<File> {
+    let mut temp = temp_beside(path)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.as_file().lock()?;
+    temp.persist(path).map_err(|e| e.error)
 }
 
 impl StateBackend for LocalBackend {
@@ -152,7 +286,7 @@ impl StateBackend for LocalBackend {
     }
 
     fn read(&self) -> Result<Option<State>, StateError> {
-        let bytes = match fs::read(&self.path) {
+        let bytes = match crate::input::read_capped(&self.path, crate::input::MAX_INPUT_BYTES) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -191,7 +325,7 @@ impl StateBackend for LocalBackend {
                     if now >= deadline {
                         return Err(StateError::Locked {
                             path: self.path.clone(),
-                            info: self.read_info().unwrap_or(None).map(Box::new),
+                            info: self.holder().map(Box::new),
                         });
                     }
                     std::thread::sleep(POLL.min(deadline - now));
@@ -205,15 +339,22 @@ impl StateBackend for LocalBackend {
             }
         }
         // From here the lock is ours; `Held` releases it on every path out, errors included.
-        let held = Held {
+        // Every writer of the state and its owner file holds this lock, so any temporary file
+        // of theirs is what a killed writer left behind.
+        remove_stale_temps(&self.path);
+        remove_stale_temps(&self.lock_info_path());
+        let mut held = Held {
             file,
+            info: None,
             info_path: self.lock_info_path(),
         };
         let json = serde_json::to_string_pretty(&owner).expect("lock info is plain data") + "\n";
-        write_atomically(&held.info_path, json.as_bytes()).map_err(|source| StateError::Lock {
-            path: self.path.clone(),
-            source,
-        })?;
+        held.info = Some(write_owner(&held.info_path, json.as_bytes()).map_err(|source| {
+            StateError::Lock {
+                path: self.path.clone(),
+                source,
+            }
+        })?);
         Ok(LockGuard::new(owner, Box::new(held)))
     }
 
@@ -247,10 +388,18 @@ impl StateBackend for LocalBackend {
                 })?;
                 Ok(info)
             }
-            Err(TryLockError::WouldBlock) => Err(StateError::LockInUse {
-                path: self.path.clone(),
-                info: Box::new(info),
-            }),
+            // Held, but perhaps by a process that took the lock after the one that wrote
+            // `info` died, and has not said who it is yet: only the live holder is named.
+            Err(TryLockError::WouldBlock) => match self.holder() {
+                Some(live) => Err(StateError::LockInUse {
+                    path: self.path.clone(),
+                    info: Box::new(live),
+                }),
+                None => Err(StateError::Locked {
+                    path: self.path.clone(),
+                    info: None,
+                }),
+            },
             Err(TryLockError::Error(source)) => Err(StateError::Lock {
                 path: self.path.clone(),
                 source,
@@ -369,6 +518,124 @@ mod tests {
                 .is_err()
         );
         assert!(started.elapsed() >= Duration::from_millis(600));
+    }
+
+    /// The owner file a holder killed with SIGKILL leaves behind: its pid is gone.
+    fn plant_dead_owner(backend: &LocalBackend) -> LockInfo {
+        let mut dead = LockInfo::new("apply");
+        dead.id = "dead-holder-0000".to_string();
+        dead.pid = u32::MAX;
+        fs::create_dir_all(backend.path().parent().expect("a directory")).expect("mkdir");
+        fs::write(
+            backend.lock_info_path(),
+            serde_json::to_string(&dead).expect("serialises"),
+        )
+        .expect("writes");
+        dead
+    }
+
+    #[test]
+    fn contenders_never_name_a_dead_holder() {
+        // Eight contenders race for a lock whose last holder died; the losers must name the
+        // winner (or nobody yet), never the dead one whose owner file is still there.
+        for round in 0..25 {
+            let (_dir, backend) = backend();
+            let dead = plant_dead_owner(&backend);
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let backend = backend.clone();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        match backend.lock(LockInfo::new("plan"), Duration::ZERO) {
+                            Ok(guard) => {
+                                // Hold it long enough for every loser to look.
+                                std::thread::sleep(Duration::from_millis(300));
+                                Ok(guard.info().id.clone())
+                            }
+                            Err(error) => Err(error),
+                        }
+                    })
+                })
+                .collect();
+            let results: Vec<_> = handles
+                .into_iter()
+                .map(|h| h.join().expect("no panic"))
+                .collect();
+            let winners: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert!(!winners.is_empty(), "round {round}: somebody got the lock");
+            for result in &results {
+                if let Err(error) = result {
+                    let text = error.to_string();
+                    assert!(
+                        !text.contains(&dead.id),
+                        "round {round}: a loser named the dead holder: {text}"
+                    );
+                    if let StateError::Locked {
+                        info: Some(info), ..
+                    } = error
+                    {
+                        assert!(winners.contains(&&info.id), "round {round}: {text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unlock_never_calls_a_dead_holder_running() {
+        let (_dir, backend) = backend();
+        let dead = plant_dead_owner(&backend);
+        // A new holder has the OS lock but has not replaced the dead owner file yet.
+        let file = backend.open_lock_file().expect("opens");
+        file.try_lock().expect("locks");
+        let error = backend.unlock(&dead.id).expect_err("held by someone");
+        assert!(
+            !matches!(error, StateError::LockInUse { ref info, .. } if info.id == dead.id),
+            "{error}"
+        );
+        file.unlock().expect("unlocks");
+        assert_eq!(backend.unlock(&dead.id).expect("stale").id, dead.id);
+    }
+
+    #[test]
+    fn temporary_files_a_killed_writer_left_are_removed_by_the_next_lock() {
+        let (_dir, backend) = backend();
+        backend.write(&State::new()).expect("writes");
+        let dir = backend.path().parent().expect("a directory").to_path_buf();
+        // What a writer killed between creating its temporary file and renaming it leaves.
+        let left = [
+            dir.join(".state.json.a1b2c3.lifeboat-tmp"),
+            dir.join(".state.json.lock.info.d4e5f6.lifeboat-tmp"),
+        ];
+        for path in &left {
+            fs::write(path, "partial").expect("writes");
+        }
+        // Not ours: a file that merely looks similar, and a temporary file of another file.
+        let kept = [dir.join("notes.lifeboat-tmp"), dir.join(".world.yaml.x.lifeboat-tmp")];
+        for path in &kept {
+            fs::write(path, "keep").expect("writes");
+        }
+        let guard = backend
+            .lock(LockInfo::new("apply"), Duration::ZERO)
+            .expect("locks");
+        for path in &left {
+            assert!(!path.exists(), "{} was left", path.display());
+        }
+        for path in &kept {
+            assert!(path.exists(), "{} was removed", path.display());
+        }
+        drop(guard);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn nothing_is_created_beside_a_device() {
+        let backend = LocalBackend::new("/dev/null");
+        assert!(backend.lock(LockInfo::new("plan"), Duration::ZERO).is_err());
+        assert!(backend.read().is_err());
+        assert!(!Path::new("/dev/null.lock").exists());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::PlanIndex;
-use crate::diagnostic::{Diagnostic, codes, did_you_mean};
+use crate::diagnostic::{Diagnostic, Suggestions, codes};
 use crate::model::{FORMAT_VERSION, NamedMap, Plan};
 use crate::span::Spanned;
 
@@ -52,8 +52,13 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
         out,
     );
 
-    let machine_names = || plan.machines.names();
-    let target_names = || plan.master_targets.names();
+    // Built on the first unknown reference, once per set: a valid plan pays nothing, and a
+    // plan with every reference misspelt pays one index, not one scan per reference.
+    let machine_index = std::cell::OnceCell::new();
+    let target_index = std::cell::OnceCell::new();
+    let machine_names = || machine_index.get_or_init(|| Suggestions::new(plan.machines.names()));
+    let target_names =
+        || target_index.get_or_init(|| Suggestions::new(plan.master_targets.names()));
 
     for (name, machine) in plan.machines.iter() {
         let context = format!("`depends_on` of machine `{}`", name.value);
@@ -102,13 +107,9 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
 }
 
 /// A reference to a name that no entry defines, with the closest defined name as a hint.
-fn unknown<'a>(
-    reference: &Spanned<String>,
-    kind: &str,
-    defined: impl Iterator<Item = &'a str>,
-) -> Diagnostic {
+fn unknown(reference: &Spanned<String>, kind: &str, defined: &Suggestions<'_>) -> Diagnostic {
     let name = &reference.value;
-    let help = match did_you_mean(name, defined) {
+    let help = match defined.best(name) {
         Some(suggestion) => format!("did you mean `{suggestion}`?"),
         None => format!("define {kind} `{name}` or remove the reference"),
     };

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use lifeboat_engine::SourceFile;
 use lifeboat_engine::diagnostic::Diagnostic;
 use lifeboat_engine::model::Timestamp;
-use lifeboat_engine::state::local::write_atomically;
+use lifeboat_engine::state::local::{remove_stale_temps, write_atomically};
 
 use crate::world::{self, World};
 
@@ -102,6 +102,14 @@ pub fn write(path: &Path, world: &World) -> Result<String, WorldError> {
     Ok(text)
 }
 
+/// [`write`] under the world's lock, for a world written outside a transaction (created from
+/// a starting world, by `sim init` or `sim generate`): every write then holds the lock, which
+/// is what lets [`lock`] remove a killed writer's temporary files.
+pub fn write_locked(path: &Path, world: &World) -> Result<String, WorldError> {
+    let _lock = lock(path)?;
+    write(path, world)
+}
+
 /// The lock file beside a world: `world.yaml` → `world.yaml.lock`.
 pub fn lock_path(path: &Path) -> PathBuf {
     let mut name = path
@@ -121,6 +129,16 @@ pub(crate) fn lock(path: &Path) -> Result<FileLock, WorldError> {
         path: lock_path.clone(),
         source,
     };
+    // Nothing is created beside a device or directory (`/dev/zero.lock`).
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(WorldError::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a directory, device, FIFO or socket is never read)",
+            ),
+        });
+    }
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -128,6 +146,9 @@ pub(crate) fn lock(path: &Path) -> Result<FileLock, WorldError> {
         .open(&lock_path)
         .map_err(lock_error)?;
     file.lock().map_err(lock_error)?;
+    // Every write of the world happens under this lock, so a temporary file of the world
+    // found now was left by a writer that was killed.
+    remove_stale_temps(path);
     Ok(FileLock(file))
 }
 
@@ -237,7 +258,8 @@ pub(crate) struct ParsedCache {
 /// Reads the world through the cache: parsed only when the file's bytes changed, and lent,
 /// not copied, to the caller.
 pub(crate) fn load<'c>(path: &Path, cache: &'c mut ParsedCache) -> Result<&'c World, WorldError> {
-    let bytes = std::fs::read(path).map_err(|source| WorldError::Read {
+    let bytes = lifeboat_engine::input::read_capped(path, lifeboat_engine::input::MAX_INPUT_BYTES)
+        .map_err(|source| WorldError::Read {
         path: path.to_path_buf(),
         source,
     })?;

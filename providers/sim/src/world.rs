@@ -23,6 +23,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 mod split;
 
 /// The simulated estate.
+///
+/// Every section is required, even when empty (`running: []`), and written in this order:
+/// a file cut short by a crash or a truncated copy then lacks at least its last section and
+/// is refused, instead of loading as a smaller estate with its running operations and
+/// history gone (and being written back that way).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "lifeboat sim world", extend("$id" = "https://lifeboat.dev/schemas/world.schema.json"))]
@@ -31,40 +36,29 @@ pub struct World {
     pub configuration_server: ConfigurationServer,
     /// Process servers, by name: those in Azure (the failback leg) and those on the VMware
     /// site (the leg home, `site.home.process_server`).
-    #[serde(default)]
     pub process_servers: BTreeMap<String, ProcessServer>,
     /// vCenters known to the configuration server, by name.
-    #[serde(default)]
     pub vcenters: BTreeMap<String, Vcenter>,
     /// ESXi hosts on the VMware site, by name.
-    #[serde(default)]
     pub esxi_hosts: BTreeMap<String, EsxiHost>,
     /// Datastores on the VMware site, by name.
-    #[serde(default)]
     pub datastores: BTreeMap<String, Datastore>,
     /// Master target servers, by name.
-    #[serde(default)]
     pub master_targets: BTreeMap<String, MasterTarget>,
     /// The replicated items, by name.
-    #[serde(default)]
     pub machines: BTreeMap<String, Machine>,
     /// Multi-VM consistency groups as ASR knows them: members share one master target and OS.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub replication_groups: BTreeMap<String, ReplicationGroup>,
     /// When the machines failed over to Azure; agents register `agent_registers_in_s` after
     /// it. Absent, the first run stamps the current time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_over_at: Option<Timestamp>,
-    #[serde(default)]
     pub timing: Timing,
     /// Injected failures, consumed in order.
-    #[serde(default)]
     pub faults: Vec<Fault>,
     /// Operations in progress. Written by the simulator; a new process finds them here.
-    #[serde(default)]
     pub running: Vec<RunningOperation>,
     /// Every operation the simulated service ran, appended.
-    #[serde(default)]
     pub history: Vec<HistoryEntry>,
 }
 
@@ -485,7 +479,11 @@ pub(crate) fn parse_whole(file: &SourceFile) -> Result<World, Vec<Diagnostic>> {
                 codes::PLAN_SYNTAX => codes::WORLD_SYNTAX,
                 _ => codes::WORLD_SCHEMA,
             };
-            if diagnostic.message.ends_with("is empty") {
+            if let Some(section) = missing_section(&diagnostic.message) {
+                diagnostic.help = Some(format!(
+                    "a world lists every section, even empty ones (`{section}: []` or `{{}}`); a missing section usually means the file was cut short, so restore it from a copy rather than add it"
+                ));
+            } else if diagnostic.message.ends_with("is empty") {
                 diagnostic.help = Some(
                     "create a world with `lifeboat sim init`; see `lifeboat schema world`"
                         .to_string(),
@@ -501,16 +499,52 @@ pub(crate) fn parse_whole(file: &SourceFile) -> Result<World, Vec<Diagnostic>> {
     }
 }
 
+/// The top-level sections of a world, in the order they are written.
+pub const SECTIONS: &[&str] = &[
+    "configuration_server",
+    "process_servers",
+    "vcenters",
+    "esxi_hosts",
+    "datastores",
+    "master_targets",
+    "machines",
+    "replication_groups",
+    "timing",
+    "faults",
+    "running",
+    "history",
+];
+
+/// The section a "missing required key" message names, when it is a top-level one.
+fn missing_section(message: &str) -> Option<&'static str> {
+    let key = message
+        .strip_prefix("missing required key `")?
+        .strip_suffix('`')?;
+    SECTIONS.iter().copied().find(|section| *section == key)
+}
+
+/// The names of one section for suggestions, indexed on first use.
+fn names<'c, 'w, V>(
+    cell: &'c std::cell::OnceCell<lifeboat_engine::diagnostic::Suggestions<'w>>,
+    section: &'w BTreeMap<String, V>,
+) -> &'c lifeboat_engine::diagnostic::Suggestions<'w> {
+    cell.get_or_init(|| {
+        lifeboat_engine::diagnostic::Suggestions::new(section.keys().map(String::as_str))
+    })
+}
+
 /// Every reference in the world must name an entry that exists.
 pub(crate) fn references(world: &World) -> Vec<Diagnostic> {
+    use lifeboat_engine::diagnostic::Suggestions;
+    use std::cell::OnceCell;
     let mut out = Vec::new();
+    // One index per set, built on the first dangling reference into it: a world with every
+    // reference dangling costs one index, not one scan of the set per reference.
+    let (vcenters, datastores, hosts, machines) =
+        (OnceCell::new(), OnceCell::new(), OnceCell::new(), OnceCell::new());
     let mut dangling =
-        |reference: &Spanned<String>, what: &str, known: &mut dyn Iterator<Item = &String>| {
-            let known: Vec<&str> = known.map(String::as_str).collect();
-            let help = match lifeboat_engine::diagnostic::did_you_mean(
-                &reference.value,
-                known.iter().copied(),
-            ) {
+        |reference: &Spanned<String>, what: &str, known: &Suggestions<'_>| {
+            let help = match known.best(&reference.value) {
                 Some(suggestion) => format!("did you mean `{suggestion}`?"),
                 None => format!(
                     "add `{}` under `{what}s`, or name one that exists",
@@ -531,41 +565,41 @@ pub(crate) fn references(world: &World) -> Vec<Diagnostic> {
         };
     for host in world.esxi_hosts.values() {
         if !world.vcenters.contains_key(&host.vcenter.value) {
-            dangling(&host.vcenter, "vcenter", &mut world.vcenters.keys());
+            dangling(&host.vcenter, "vcenter", names(&vcenters, &world.vcenters));
         }
         for (datastore, _) in host.datastores.iter() {
             if !world.datastores.contains_key(&datastore.value) {
-                dangling(datastore, "datastore", &mut world.datastores.keys());
+                dangling(datastore, "datastore", names(&datastores, &world.datastores));
             }
         }
     }
     for target in world.master_targets.values() {
         if !world.esxi_hosts.contains_key(&target.esxi_host.value) {
-            dangling(&target.esxi_host, "esxi_host", &mut world.esxi_hosts.keys());
+            dangling(&target.esxi_host, "esxi_host", names(&hosts, &world.esxi_hosts));
         }
     }
     for machine in world.machines.values() {
         if let Some(host) = &machine.vmware_vm.esxi_host
             && !world.esxi_hosts.contains_key(&host.value)
         {
-            dangling(host, "esxi_host", &mut world.esxi_hosts.keys());
+            dangling(host, "esxi_host", names(&hosts, &world.esxi_hosts));
         }
         if let Some(datastore) = &machine.vmware_vm.datastore
             && !world.datastores.contains_key(&datastore.value)
         {
-            dangling(datastore, "datastore", &mut world.datastores.keys());
+            dangling(datastore, "datastore", names(&datastores, &world.datastores));
         }
     }
     for group in world.replication_groups.values() {
         for member in &group.machines {
             if !world.machines.contains_key(&member.value) {
-                dangling(member, "machine", &mut world.machines.keys());
+                dangling(member, "machine", names(&machines, &world.machines));
             }
         }
     }
     for fault in &world.faults {
         if !world.machines.contains_key(&fault.machine.value) {
-            dangling(&fault.machine, "machine", &mut world.machines.keys());
+            dangling(&fault.machine, "machine", names(&machines, &world.machines));
         }
     }
     lifeboat_engine::diagnostic::sort(&mut out);

@@ -479,3 +479,18 @@ fn diff_schema_is_up_to_date_and_describes_the_output() {
     // And the schema is strict enough to reject a report of the wrong shape.
     assert!(!validator.is_valid(&serde_json::json!({"format_version": "1", "changes": {}})));
 }
+
+/// Issue 18, finding 4: a new master target moves none of the machines lifeboat placed
+/// earlier, because `plan` keeps them where they replicate; the diff must say the same.
+#[test]
+fn adding_a_master_target_moves_no_machine_lifeboat_placed() {
+    let report = json("master-target-added");
+    assert_eq!(
+        addresses(&report),
+        ["master_target.mt-linux-02"],
+        "{report:#}"
+    );
+    let added = change(&report, "master_target.mt-linux-02", "master-target-added");
+    assert_eq!(added["dangerous"], false);
+    assert_eq!(report["summary"]["dangerous"], 0, "{report:#}");
+}

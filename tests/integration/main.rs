@@ -14,3 +14,4 @@ mod sim_world;
 mod state;
 mod util;
 mod validate_fixtures;
+mod walkthrough;

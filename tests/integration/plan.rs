@@ -410,10 +410,10 @@ fn drift_on_a_reprotected_machine_plans_a_dangerous_replace() {
             .contains(&Value::from("replace machine.web-01"))
     );
     let human = example.plan_text("human");
-    assert!(human.contains("Dangerous changes"));
+    assert!(human.contains("Dangerous or irreversible changes"));
     let markdown = example.plan_text("markdown");
     let dangerous = markdown
-        .find("Dangerous changes")
+        .find("Dangerous or irreversible changes")
         .expect("a dangerous section");
     assert!(markdown.find("`replace machine.web-01`").expect("listed") > dangerous);
     insta::assert_snapshot!("plan_human_replace", human);

@@ -88,7 +88,7 @@ impl From<&str> for OperationId {
     }
 }
 
-/// The four operations of the lifecycle (DESIGN.md §2).
+/// The four operations of the lifecycle: reprotect, failback, commit, reprotect home.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
 )]

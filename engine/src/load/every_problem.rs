@@ -238,7 +238,7 @@ impl<'s> Walk<'s> {
             None => format!("expected one of {}", backticked(&names)),
         };
         self.problems.push(
-            Diagnostic::error(codes::PLAN_SCHEMA, format!("unknown key `{text}`"))
+            Diagnostic::error(codes::PLAN_SCHEMA, format!("unknown key `{}`", shown(text)))
                 .with_label(span, "unknown key")
                 .with_help(help),
         );
@@ -261,9 +261,12 @@ impl<'s> Walk<'s> {
         if let Some(values) = &shape.values {
             if !values.contains(&text) {
                 self.problems.push(
-                    Diagnostic::error(codes::PLAN_SCHEMA, format!("unknown value `{text}`"))
-                        .with_label(span, "unknown value")
-                        .with_help(super::unknown_value_help(text, values)),
+                    Diagnostic::error(
+                        codes::PLAN_SCHEMA,
+                        format!("unknown value `{}`", shown(text)),
+                    )
+                    .with_label(span, "unknown value")
+                    .with_help(super::unknown_value_help(text, values)),
                 );
             }
             return;
@@ -286,7 +289,7 @@ impl<'s> Walk<'s> {
                 return;
             }
         }
-        self.wrong_type(&shape, key, &format!("`{text}`"), span);
+        self.wrong_type(&shape, key, &format!("`{}`", shown(text)), span);
     }
 
     fn wrong_type(&mut self, shape: &Shape<'_>, key: Option<&str>, found: &str, span: Span) {
@@ -515,6 +518,18 @@ fn hint(key: Option<&str>) -> Option<&'static str> {
         }
         "version" => Some("the plan format version is `version: 1`"),
         _ => None,
+    }
+}
+
+/// Longest value quoted in a message; the label points at the whole value anyway.
+const MAX_SHOWN_CHARS: usize = 40;
+
+/// A value for a message, cut short: a 10 MB string in the wrong place must not be copied
+/// into the report.
+fn shown(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_SHOWN_CHARS) {
+        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
+        None => Cow::Borrowed(text),
     }
 }
 

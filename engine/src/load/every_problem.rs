@@ -56,7 +56,7 @@ struct Walk<'s> {
 /// An open collection: what its entries must be.
 enum Frame<'s> {
     Map {
-        shape: Shape<'s>,
+        shape: Box<Shape<'s>>,
         /// `Some(schema)` while the next node is the value of the key just read (`None`: not
         /// checked); `None` while the next node is a key.
         value: Option<Option<&'s Value>>,
@@ -118,7 +118,7 @@ impl<'s> Walk<'s> {
                             Frame::Skip
                         } else {
                             Frame::Map {
-                                shape,
+                                shape: Box::new(shape),
                                 value: None,
                                 key: None,
                                 seen: HashSet::new(),
@@ -284,10 +284,8 @@ impl<'s> Walk<'s> {
             if matches!(text, "true" | "false" | "True" | "False" | "TRUE" | "FALSE") {
                 return;
             }
-        } else if shape.number {
-            if text.trim().parse::<f64>().is_ok() {
-                return;
-            }
+        } else if shape.number && text.trim().parse::<f64>().is_ok() {
+            return;
         }
         self.wrong_type(&shape, key, &format!("`{}`", shown(text)), span);
     }

@@ -2,7 +2,8 @@
 //!
 //! Changes are boxes; checkpoints (a group reprotected, a boot group failed back) are rounded
 //! and dashed, because they do nothing themselves and only join edges. Changes with downtime
-//! or a full resync are drawn in red so a reviewer sees where the risk sits in the order.
+//! or a full resync, and commits (irreversible), are drawn in red so a reviewer sees where the
+//! risk sits in the order.
 
 use std::fmt::Write as _;
 
@@ -16,8 +17,9 @@ fn label(plan: &ExecutionPlan, node: &Node) -> (String, bool, bool) {
     match node {
         Node::Change(i) => {
             let change = &plan.changes[*i];
+            // Red as in the plan: risky, or irreversible (a commit removes the Azure replica).
             let dangerous = change.risk.is_dangerous()
-                || change.action == lifeboat_engine::planner::Action::Replace;
+                || matches!(change.action, Action::Replace | Action::Commit);
             (
                 format!("{} {}", change.action, change.address),
                 dangerous,
@@ -147,7 +149,8 @@ fn mermaid_collapsed(plan: &ExecutionPlan, file: &Plan) -> (String, usize) {
                 let group = first
                     .or(second)
                     .unwrap_or_else(|| "ungrouped machines".to_string());
-                let dangerous = change.risk.is_dangerous() || change.action == Action::Replace;
+                let dangerous = change.risk.is_dangerous()
+                    || matches!(change.action, Action::Replace | Action::Commit);
                 (format!("{} {group}", change.action), dangerous, false)
             }
         };

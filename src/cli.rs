@@ -40,8 +40,8 @@ pub enum Command {
         /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on errors.
         #[arg(long)]
         detailed_exitcode: bool,
-        /// Limit the plan to an address (`machine.NAME`, `group.NAME`, `master_target.NAME`)
-        /// and what it depends on; repeatable.
+        /// Limit the plan to an address (`machine.NAME`, `group.NAME`, `boot_group.NAME`,
+        /// `master_target.NAME`) and what it depends on; repeatable.
         #[arg(long = "target", value_name = "ADDR")]
         targets: Vec<String>,
         /// Save the plan to FILE for review (`lifeboat show FILE`) and for `apply FILE`.
@@ -56,6 +56,11 @@ pub enum Command {
         /// Record in the saved plan how many operations `apply` may run at once (default 10).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         parallelism: Option<u16>,
+        /// `--lock=false`: read the state without its lock, e.g. while an apply runs. The plan
+        /// is then only as current as the state it read; a missing state is not created.
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+              num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        lock: bool,
         /// How long to wait for the state lock, e.g. `30s`, `5m`; by default fail at once.
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
         lock_timeout: std::time::Duration,
@@ -63,8 +68,12 @@ pub enum Command {
     /// Carry the plan out: reprotect, fail back, commit, protect again, as the DAG allows.
     Apply {
         /// A plan file, or a saved plan from `plan --out` (applied as saved, without asking).
-        #[arg(default_value = "lifeboat.yaml")]
-        target: PathBuf,
+        #[arg(default_value = "lifeboat.yaml", value_name = "PLAN")]
+        plan: PathBuf,
+        /// Limit the apply to an address (`machine.NAME`, `group.NAME`, `boot_group.NAME`,
+        /// `master_target.NAME`) and what it depends on; repeatable. A saved plan keeps its own.
+        #[arg(long = "target", value_name = "ADDR")]
+        targets: Vec<String>,
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
@@ -125,6 +134,16 @@ pub enum Command {
         plan: PathBuf,
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
+        /// Draw the order towards this goal instead of the plan's `goal:` (`reprotected`,
+        /// `failed-back`, `committed`, `protected`), e.g. the failback order of a plan whose
+        /// goal is still `reprotected`.
+        #[arg(long, value_name = "GOAL", value_parser = parse_goal)]
+        goal: Option<lifeboat_engine::model::Goal>,
+        /// `--lock=false`: read the state without its lock, e.g. while an apply runs. The plan
+        /// is then only as current as the state it read; a missing state is not created.
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+              num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        lock: bool,
         /// How long to wait for the state lock, e.g. `30s`, `5m`; by default fail at once.
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
         lock_timeout: std::time::Duration,
@@ -235,6 +254,24 @@ pub enum StateCommand {
         /// The id a locked command printed.
         lock_id: String,
     },
+}
+
+/// A goal by the name the plan file uses.
+fn parse_goal(text: &str) -> Result<lifeboat_engine::model::Goal, String> {
+    use lifeboat_engine::model::Goal;
+    [
+        Goal::Reprotected,
+        Goal::FailedBack,
+        Goal::Committed,
+        Goal::Protected,
+    ]
+    .into_iter()
+    .find(|goal| goal.as_str() == text)
+    .ok_or_else(|| {
+        format!(
+            "`{text}` is not a goal; use `reprotected`, `failed-back`, `committed` or `protected`"
+        )
+    })
 }
 
 /// `30s`, `5m`, `1h 30m` or an ISO 8601 duration; never negative.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod output;
 mod render;
 
 use clap::Parser as _;
@@ -66,10 +67,13 @@ fn main() -> std::process::ExitCode {
         Command::Graph {
             plan,
             format,
+            goal,
+            lock,
             lock_timeout,
-        } => commands::graph::run(&plan, format, lock_timeout),
+        } => commands::graph::run(&plan, format, goal, lock.then_some(lock_timeout)),
         Command::Apply {
-            target,
+            plan,
+            targets,
             auto_approve,
             allow_replace: _,
             parallelism,
@@ -77,7 +81,8 @@ fn main() -> std::process::ExitCode {
             lock_timeout,
             retry_deadline,
         } => commands::apply::run(&commands::apply::ApplyArgs {
-            target: &target,
+            plan: &plan,
+            targets: &targets,
             auto_approve,
             parallelism: parallelism.map(usize::from),
             format,
@@ -94,6 +99,7 @@ fn main() -> std::process::ExitCode {
             refresh_only,
             allow_replace: _,
             parallelism,
+            lock,
             lock_timeout,
         } => commands::plan::run(&commands::plan::PlanArgs {
             plan: &plan,
@@ -103,7 +109,7 @@ fn main() -> std::process::ExitCode {
             out: out.as_deref(),
             refresh_only,
             parallelism: parallelism.map(usize::from),
-            lock_timeout,
+            lock: lock.then_some(lock_timeout),
         }),
         Command::Show { saved, format } => commands::show::run(&saved, format),
         Command::State { plan, command } => commands::state::run(&plan, command),
@@ -165,5 +171,9 @@ fn main() -> std::process::ExitCode {
             force,
         }),
     };
+    // Output lost to a failing stdout (not a reader that stopped early) is a failed command.
+    if output::failed() {
+        return std::process::ExitCode::from(commands::Exit::Error as u8);
+    }
     std::process::ExitCode::from(exit as u8)
 }

@@ -46,9 +46,28 @@ impl Assignment {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Unit {
     Group(usize),
     Machine(usize),
+}
+
+/// A unit's disks on a master target, and whether the plan put them there.
+#[derive(Clone, Copy)]
+struct Fill {
+    unit: Unit,
+    disks: usize,
+    pinned: bool,
+}
+
+impl Fill {
+    fn chosen(unit: &Unit, disks: usize) -> Self {
+        Self {
+            unit: *unit,
+            disks,
+            pinned: false,
+        }
+    }
 }
 
 pub(crate) fn assign(
@@ -66,6 +85,8 @@ pub(crate) fn assign(
     };
     // Where the plan names each target, for the disk-limit diagnostic.
     let mut references: Vec<Vec<Span>> = vec![Vec::new(); plan.master_targets.len()];
+    // What fills each target, for the diagnostic of units that find every target full.
+    let mut fills: Vec<Vec<Fill>> = vec![Vec::new(); plan.master_targets.len()];
 
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); plan.replication_groups.len()];
     for m in 0..machines {
@@ -78,10 +99,16 @@ pub(crate) fn assign(
     for (g, group_members) in members.iter().enumerate() {
         match group_targets[g] {
             Some(mt) => {
+                let before = assignment.disks[mt];
                 for &m in group_members {
                     assignment.machine_target[m] = Some(mt);
                     assignment.disks[mt] += plan.machines.get_index(m).1.disk_count();
                 }
+                fills[mt].push(Fill {
+                    unit: Unit::Group(g),
+                    disks: assignment.disks[mt] - before,
+                    pinned: true,
+                });
                 if let Some(span) = plan
                     .replication_groups
                     .get_index(g)
@@ -111,6 +138,11 @@ pub(crate) fn assign(
                     assignment.machine_target[m] = Some(mt);
                     assignment.disks[mt] += machine.disk_count();
                     references[mt].push(own.span);
+                    fills[mt].push(Fill {
+                        unit: Unit::Machine(m),
+                        disks: machine.disk_count(),
+                        pinned: true,
+                    });
                 }
             }
             None => auto.push(Unit::Machine(m)),
@@ -151,6 +183,7 @@ pub(crate) fn assign(
         let target = current_target(plan, index, current, unit_members).expect("partitioned on it");
         if classes.book(target, os, &datastores, need) {
             place(&mut assignment, unit_members, target, need);
+            fills[target].push(Fill::chosen(unit, need));
         } else {
             unplaced.push(unit);
         }
@@ -163,12 +196,27 @@ pub(crate) fn assign(
             unit_name(unit).to_string(),
         )
     });
+    // Units that find every target of their OS full are reported together, once per OS,
+    // with what fills the targets: six errors saying "too full" explain less than one that
+    // says a pinned group already took 58 of the 60 disks.
+    let mut full: Vec<(&Unit, Os, usize, Vec<&str>)> = Vec::new();
     for unit in unplaced {
         let unit_members = unit_members(unit, &members);
         let (os, need, datastores) = needs(plan, unit_members);
         match classes.choose(os, &datastores, need) {
-            Ok(mt) => place(&mut assignment, unit_members, mt, need),
+            Ok(mt) => {
+                place(&mut assignment, unit_members, mt, need);
+                fills[mt].push(Fill::chosen(unit, need));
+            }
+            Err(NoTarget::AllFull) => full.push((unit, os, need, datastores)),
             Err(reason) => out.push(no_master_target(plan, unit, os, need, &datastores, reason)),
+        }
+    }
+    for os in [Os::Linux, Os::Windows] {
+        let units: Vec<&(&Unit, Os, usize, Vec<&str>)> =
+            full.iter().filter(|(_, o, _, _)| *o == os).collect();
+        if !units.is_empty() {
+            out.push(all_full(plan, os, &units, &assignment.disks, &fills));
         }
     }
 
@@ -375,7 +423,7 @@ fn no_master_target(
             "members of a replication group share one master target, which serves at most 60 disks; split the group".to_string(),
         ),
         NoTarget::AllFull => (
-            format!("every {os} master target is too full for {need} more disks"),
+            format!("every {os} master target is too full for {need} more disk{}", if need == 1 { "" } else { "s" }),
             format!(
                 "add another {os} master target that sees {}; each serves at most {MAX_DISKS_PER_MASTER_TARGET} disks",
                 join_names(datastores)
@@ -388,6 +436,113 @@ fn no_master_target(
     )
     .with_label(span, label)
     .with_help(help)
+}
+
+/// The name of a unit and the span of its key.
+fn unit_label(plan: &Plan, unit: &Unit) -> (String, Span) {
+    match unit {
+        Unit::Group(g) => {
+            let name = plan.replication_groups.get_index(*g).0;
+            (format!("group `{}`", name.value), name.span)
+        }
+        Unit::Machine(m) => {
+            let name = plan.machines.get_index(*m).0;
+            (format!("machine `{}`", name.value), name.span)
+        }
+    }
+}
+
+/// Units shown by name in the diagnostic of full master targets; the rest are counted.
+const MAX_UNITS_SHOWN: usize = 20;
+/// Master targets, and units filling each, named in that diagnostic's help.
+const MAX_FILLS_SHOWN: usize = 3;
+
+/// One diagnostic for every unit of `os` that found all its master targets full: a label on
+/// each unit with its disks, and the help says what fills each target, largest first, and
+/// which of it the plan pinned there.
+fn all_full(
+    plan: &Plan,
+    os: Os,
+    units: &[&(&Unit, Os, usize, Vec<&str>)],
+    disks: &[usize],
+    fills: &[Vec<Fill>],
+) -> Diagnostic {
+    let need: usize = units.iter().map(|(_, _, need, _)| need).sum();
+    let (first, _) = unit_label(plan, units[0].0);
+    let what = if units.len() == 1 {
+        first
+    } else {
+        format!("{} machines and groups", units.len())
+    };
+    let mut diagnostic = Diagnostic::error(
+        codes::GROUP_NO_MASTER_TARGET,
+        format!(
+            "no {os} master target has room for {what} ({need} {})",
+            if need == 1 { "disk" } else { "disks" }
+        ),
+    );
+    for (unit, _, need, _) in units.iter().take(MAX_UNITS_SHOWN) {
+        let (_, span) = unit_label(plan, unit);
+        diagnostic = diagnostic.with_label(
+            span,
+            format!("needs {need} {}", if *need == 1 { "disk" } else { "disks" }),
+        );
+    }
+    let mut targets: Vec<(usize, &str)> = plan
+        .master_targets
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, target))| target.os.value == os)
+        .map(|(mt, (name, _))| (mt, name.value.as_str()))
+        .collect();
+    targets.sort_by_key(|&(mt, name)| (std::cmp::Reverse(disks[mt]), name));
+    let mut filled = Vec::new();
+    for &(mt, name) in targets.iter().take(MAX_FILLS_SHOWN) {
+        let mut by_size: Vec<&Fill> = fills[mt].iter().collect();
+        by_size.sort_by_key(|fill| std::cmp::Reverse(fill.disks));
+        let mut parts: Vec<String> = by_size
+            .iter()
+            .take(MAX_FILLS_SHOWN)
+            .map(|fill| {
+                let (label, _) = unit_label(plan, &fill.unit);
+                let how = if fill.pinned {
+                    "named in the plan"
+                } else {
+                    "assigned"
+                };
+                format!("{label} {} ({how})", fill.disks)
+            })
+            .collect();
+        if by_size.len() > MAX_FILLS_SHOWN {
+            parts.push(format!("{} more", by_size.len() - MAX_FILLS_SHOWN));
+        }
+        let contents = if parts.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", parts.join(", "))
+        };
+        filled.push(format!(
+            "`{name}` serves {} of {MAX_DISKS_PER_MASTER_TARGET} disks{contents}",
+            disks[mt]
+        ));
+    }
+    if targets.len() > MAX_FILLS_SHOWN {
+        filled.push(format!(
+            "{} more {os} master targets",
+            targets.len() - MAX_FILLS_SHOWN
+        ));
+    }
+    let mut datastores: Vec<&str> = units
+        .iter()
+        .flat_map(|(_, _, _, datastores)| datastores.iter().copied())
+        .collect();
+    datastores.sort_unstable();
+    datastores.dedup();
+    diagnostic.with_help(format!(
+        "{}; add another {os} master target that sees {}, or move a unit named in the plan elsewhere",
+        filled.join("; "),
+        join_names(&datastores)
+    ))
 }
 
 fn disk_limit(name: &Spanned<String>, disks: usize, references: &[Span]) -> Diagnostic {

@@ -186,7 +186,23 @@ pub fn format_gib(gib: u64) -> String {
     }
 }
 
-/// Compares two plans by meaning. Both validations must belong to their plans.
+/// The validation of `new` that `plan` makes once `old` is applied: every machine starts on
+/// the master target `old` gives it, and lifeboat's own choices stay there while they fit,
+/// exactly as `plan` keeps them from the sites' facts. Diffing against this (not a fresh
+/// validation of `new`) keeps the review from announcing moves and full resyncs that apply
+/// will never make.
+pub fn sticky_validation(old: &Plan, old_validation: &Validation, new: &Plan) -> Validation {
+    let current: HashMap<&str, &str> = old
+        .machines
+        .names()
+        .enumerate()
+        .filter_map(|(m, name)| Some((name, old_validation.assignment.target_name(old, m)?)))
+        .collect();
+    crate::validate::validate_with(new, &current)
+}
+
+/// Compares two plans by meaning. Both validations must belong to their plans; the new one
+/// should be [`sticky_validation`].
 pub fn diff(
     old: &Plan,
     old_validation: &Validation,

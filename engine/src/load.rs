@@ -1,9 +1,11 @@
-//! Step 1 of the engine: text → typed [`Plan`], or exactly one diagnostic.
+//! Step 1 of the engine: text → typed [`Plan`], or its diagnostics.
 //!
-//! A plan that does not parse has no structure to check further, so loading stops at the first
-//! error (DESIGN.md §4: "a syntax or type error is one diagnostic"). Everything after loading
-//! reports all problems at once.
+//! Text that is not YAML has no structure to check further, so it gives its first syntax
+//! error. YAML that is not a plan gives one `plan::schema` diagnostic from [`load_plan`], and
+//! every one of them from [`load_plan_all`] (a second pass, [`every_problem`]). Everything
+//! after loading reports all problems at once.
 
+mod every_problem;
 pub mod split;
 
 use serde_saphyr::{DuplicateKeyPolicy, Error as YamlError};
@@ -42,6 +44,59 @@ pub fn load_plan(file: &SourceFile) -> Result<Plan, Box<Diagnostic>> {
         return Ok(plan);
     }
     parse_document(file, "plan", Duplicates::PassThrough)
+}
+
+/// [`load_plan`], but a file that is YAML and not a plan gets every `plan::schema` problem
+/// (unknown keys and values, wrong types, missing keys) at once, in file order, instead of
+/// the first: `validate` promises every problem in one run.
+pub fn load_plan_all(file: &SourceFile) -> Result<Plan, Vec<Diagnostic>> {
+    let first = match load_plan(file) {
+        Ok(plan) => return Ok(plan),
+        Err(first) => *first,
+    };
+    // A syntax error leaves no tree to walk; a file over the size limit is not read twice.
+    if first.code != codes::PLAN_SCHEMA || first.labels.is_empty() {
+        return Err(vec![first]);
+    }
+    let schema = serde_json::Value::from(crate::schema::plan());
+    let mut all = every_problem::every_problem(file, &schema, "plan");
+    // Where both passes saw the same value, the second pass's wording stands (it knows the
+    // key); the typed parse's own findings (timestamps, versions, two providers) are kept.
+    let start = first.primary_start();
+    if !all.iter().any(|d| d.primary_start() == start) {
+        all.push(first);
+    }
+    crate::diagnostic::sort(&mut all);
+    Err(all)
+}
+
+/// "did you mean …?" for an unknown enum value, including the abbreviations people write
+/// (`ALR` for alternate-location recovery), else the list of values.
+pub(crate) fn unknown_value_help(value: &str, expected: &[&str]) -> String {
+    let suggestion = abbreviation(value)
+        .filter(|full| expected.contains(full))
+        .or_else(|| did_you_mean(value, expected.iter().copied()));
+    match suggestion {
+        Some(suggestion) => format!("did you mean `{suggestion}`?"),
+        None => format!(
+            "expected one of {}",
+            expected
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The value an abbreviation from the ASR documentation stands for: original-location and
+/// alternate-location recovery are written OLR and ALR there and in every runbook.
+fn abbreviation(value: &str) -> Option<&'static str> {
+    match value.to_ascii_lowercase().as_str() {
+        "olr" => Some("original"),
+        "alr" => Some("alternate"),
+        _ => None,
+    }
 }
 
 /// The second half of a plan's `machines` (see [`split`]).
@@ -217,17 +272,11 @@ fn describe(error: &YamlError, what: &str) -> (String, String, Option<String>) {
         }
         YamlError::SerdeUnknownVariant {
             variant, expected, ..
-        } => {
-            let help = match did_you_mean(variant, expected.iter().copied()) {
-                Some(suggestion) => format!("did you mean `{suggestion}`?"),
-                None => format!("expected one of {}", one_of(expected)),
-            };
-            (
-                format!("unknown value `{variant}`"),
-                "unknown value".to_string(),
-                Some(help),
-            )
-        }
+        } => (
+            format!("unknown value `{variant}`"),
+            "unknown value".to_string(),
+            Some(unknown_value_help(variant, expected)),
+        ),
         YamlError::SerdeMissingField { field, .. } => (
             format!("missing required key `{field}`"),
             format!("`{field}` is required in this mapping"),

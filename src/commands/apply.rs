@@ -12,7 +12,7 @@
 //!    state the next run can reconcile, and no operation is sent twice.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,12 +33,15 @@ use lifeboat_engine::{Diagnostic, diagnostic, preflight};
 use super::Exit;
 use super::pipeline::{self, Session};
 use crate::cli::DiagnosticFormat;
+use crate::output::{out, outln};
 use crate::render::diagnostics::{counts, render_human};
 use crate::render::plan as render_plan;
 
 #[derive(Debug)]
 pub struct ApplyArgs<'a> {
-    pub target: &'a Path,
+    pub plan: &'a Path,
+    /// `--target` addresses; a saved plan carries its own.
+    pub targets: &'a [String],
     pub auto_approve: bool,
     /// `None`: the saved plan's, else 10.
     pub parallelism: Option<usize>,
@@ -54,12 +57,12 @@ pub fn run(args: &ApplyArgs<'_>) -> Exit {
 }
 
 fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
-    let saved = read_saved(args.target)?;
+    let saved = read_saved(args.plan)?;
     let plan_path: PathBuf = saved.as_ref().map_or_else(
-        || args.target.to_path_buf(),
+        || args.plan.to_path_buf(),
         |s| PathBuf::from(&s.plan_file.path),
     );
-    let mut session = pipeline::open(&plan_path, "apply", args.lock_timeout)?;
+    let mut session = pipeline::open(&plan_path, "apply", Some(args.lock_timeout))?;
     let printer = Printer::new(args.format == DiagnosticFormat::Json);
 
     if let Some(saved) = &saved
@@ -69,19 +72,28 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         let reasons: Vec<String> = stale.reasons.iter().map(ToString::to_string).collect();
         eprintln!(
             "error: the saved plan `{}` is stale: {}",
-            args.target.display(),
+            args.plan.display(),
             reasons.join("; ")
         );
         eprintln!(
             "  help: make a new one with `lifeboat plan --out {}` and review it",
-            args.target.display()
+            args.plan.display()
         );
         return Err(Exit::Error);
     }
 
     reconcile(&mut session, &printer)?;
 
-    let (execution, diagnostics) = build(&session, saved.as_ref().map_or(&[][..], |s| &s.targets))?;
+    if saved.is_some() && !args.targets.is_empty() {
+        eprintln!(
+            "error: `--target` cannot narrow a saved plan: `{}` applies exactly what was reviewed",
+            args.plan.display()
+        );
+        eprintln!("  help: save a targeted plan with `lifeboat plan --target ADDR --out FILE`");
+        return Err(Exit::Error);
+    }
+    let targets = saved.as_ref().map_or(args.targets, |s| &s.targets[..]);
+    let (execution, diagnostics) = build(&session, targets)?;
     if diagnostics.iter().any(Diagnostic::is_error) {
         eprint!("{}", render_human(&diagnostics, &session.file));
         eprintln!(
@@ -95,11 +107,11 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
     {
         eprintln!(
             "error: the saved plan `{}` is stale: the sites changed since it was saved, so it would no longer do what was reviewed",
-            args.target.display()
+            args.plan.display()
         );
         eprintln!(
             "  help: make a new one with `lifeboat plan --out {}` and review it",
-            args.target.display()
+            args.plan.display()
         );
         return Err(Exit::Error);
     }
@@ -188,8 +200,8 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
     if report.is_success() {
         printer.line(
             &format!(
-                "Apply complete: {} changes in {seconds:.1}s.",
-                report.succeeded.len()
+                "Apply complete: {} in {seconds:.1}s.",
+                crate::render::plural(report.succeeded.len(), "change")
             ),
             &summary,
         );
@@ -372,7 +384,10 @@ fn confirm(
         Vec::new(),
     );
     eprint!("{}", render_human(diagnostics, &session.file));
-    print!("{}", render_plan::render_human(&output));
+    out!(
+        "{}",
+        render_plan::render_human(&output, crate::render::stdout_colour())
+    );
     if !std::io::stdin().is_terminal() {
         eprintln!(
             "error: refusing to apply without confirmation: standard input is not a terminal"
@@ -382,8 +397,8 @@ fn confirm(
         );
         return Err(Exit::Error);
     }
-    print!("\nDo you want to carry out these changes? Only `yes` is accepted: ");
-    let _ = std::io::stdout().flush();
+    out!("\nDo you want to carry out these changes? Only `yes` is accepted: ");
+    crate::output::flush();
     let mut answer = String::new();
     if std::io::stdin().read_line(&mut answer).is_err() || answer.trim() != "yes" {
         eprintln!("apply cancelled; nothing was changed");
@@ -587,7 +602,7 @@ impl Printer {
 
     fn event(&self, event: &Event) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(event).expect("events are plain data")
             );
@@ -657,7 +672,7 @@ impl Printer {
             }
             None => {
                 if let Some(line) = line {
-                    println!("{line}");
+                    outln!("{line}");
                 }
             }
         }
@@ -665,12 +680,12 @@ impl Printer {
 
     fn note(&self, text: &str) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"event": "reconciled", "message": text})
             );
         } else {
-            println!("  ⟳ {text}");
+            outln!("  ⟳ {text}");
         }
     }
 
@@ -679,9 +694,9 @@ impl Printer {
             bar.finish_and_clear();
         }
         if self.json {
-            println!("{json}");
+            outln!("{json}");
         } else {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 }

@@ -8,13 +8,14 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use lifeboat_engine::diff::{DiffReport, diff};
+use lifeboat_engine::diff::{DiffReport, diff, sticky_validation};
 use lifeboat_engine::validate::{Validation, validate};
 use lifeboat_engine::{Diagnostic, Plan, SourceFile, load};
 
 use super::Exit;
 use super::validate::read_plan;
 use crate::cli::OutputFormat;
+use crate::output::out;
 use crate::render::diagnostics::{counts, render_human, use_colour};
 use crate::render::diff as render;
 
@@ -32,17 +33,24 @@ pub fn run(old: &Path, new: &Path, format: OutputFormat) -> Exit {
     let (Some(old), Some(new)) = (old, new) else {
         return Exit::Error;
     };
-    let changes = diff(&old.plan, &old.validation, &new.plan, &new.validation);
+    // The new file's assignment starts from the old one's, as `plan` starts from the state's.
+    let sticky = sticky_validation(&old.plan, &old.validation, &new.plan);
+    let new_validation = if sticky.has_errors() {
+        &new.validation
+    } else {
+        &sticky
+    };
+    let changes = diff(&old.plan, &old.validation, &new.plan, new_validation);
     let report = DiffReport::new(old.file.name(), new.file.name(), changes);
     match format {
         OutputFormat::Human => {
-            print!(
+            out!(
                 "{}",
                 render::human(&report, use_colour(std::io::stdout().is_terminal()))
             );
         }
-        OutputFormat::Json => print!("{}", render::json(&report)),
-        OutputFormat::Markdown => print!("{}", render::markdown(&report)),
+        OutputFormat::Json => out!("{}", render::json(&report)),
+        OutputFormat::Markdown => out!("{}", render::markdown(&report)),
     }
     Exit::Success
 }
@@ -63,7 +71,7 @@ fn checked(path: &Path) -> Option<Checked> {
             return None;
         }
     };
-    let diagnostics = match load::load_plan(&file) {
+    let diagnostics = match load::load_plan_all(&file) {
         Ok(plan) => {
             let validation = validate(&plan);
             if !validation.has_errors() {
@@ -75,7 +83,7 @@ fn checked(path: &Path) -> Option<Checked> {
             }
             validation.diagnostics
         }
-        Err(diagnostic) => vec![*diagnostic],
+        Err(diagnostics) => diagnostics,
     };
     eprint!("{}", render_human(&diagnostics, &file));
     eprintln!(

@@ -3,18 +3,28 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lifeboat_engine::planner;
+use lifeboat_engine::model::Goal;
+use lifeboat_engine::{Spanned, planner};
 
 use super::Exit;
 use super::pipeline;
 use crate::cli::GraphFormat;
+use crate::output::out;
 use crate::render::graph;
 
-pub fn run(plan_path: &Path, format: GraphFormat, lock_timeout: Duration) -> Exit {
-    let session = match pipeline::open(plan_path, "graph", lock_timeout) {
+pub fn run(
+    plan_path: &Path,
+    format: GraphFormat,
+    goal: Option<Goal>,
+    lock_timeout: Option<Duration>,
+) -> Exit {
+    let mut session = match pipeline::open(plan_path, "graph", lock_timeout) {
         Ok(session) => session,
         Err(exit) => return exit,
     };
+    if let Some(goal) = goal {
+        session.plan.goal = Some(Spanned::bare(goal));
+    }
     let released = session.state.released(session.plan.machines.names());
     let execution = planner::build(
         &session.plan,
@@ -25,16 +35,21 @@ pub fn run(plan_path: &Path, format: GraphFormat, lock_timeout: Duration) -> Exi
     if execution.is_empty() {
         // An empty diagram is easy to mistake for a rendering failure; say why it is empty.
         eprintln!(
-            "no changes: every machine of `{}` is at its goal",
-            session.file.name()
+            "no changes: every machine of `{}` is at the goal `{}`; `--goal` draws the order towards another",
+            session.file.name(),
+            session.plan.goal()
         );
     }
-    print!(
-        "{}",
-        match format {
-            GraphFormat::Dot => graph::dot(&execution),
-            GraphFormat::Mermaid => graph::mermaid(&execution),
+    let text = match format {
+        GraphFormat::Dot => graph::dot(&execution),
+        GraphFormat::Mermaid => {
+            let (text, collapsed) = graph::mermaid(&execution, &session.plan);
+            if let Some(note) = collapsed {
+                eprintln!("note: {note}");
+            }
+            text
         }
-    );
+    };
+    out!("{text}");
     Exit::Success
 }

@@ -42,8 +42,8 @@ pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan, Validation), Ex
         eprint!("{}", render_human(&[*diagnostic], &empty));
         Exit::Error
     })?;
-    let plan = load::load_plan(&file).map_err(|diagnostic| {
-        eprint!("{}", render_human(&[*diagnostic], &file));
+    let plan = load::load_plan_all(&file).map_err(|diagnostics| {
+        eprint!("{}", render_human(&diagnostics, &file));
         Exit::Error
     })?;
     // The world of a large simulated estate takes longer to parse than the plan takes to
@@ -73,21 +73,31 @@ pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan, Validation), Ex
 }
 
 /// Opens a session: everything up to and including the refresh. `operation` names the
-/// command in the lock's owner information.
-pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result<Session, Exit> {
+/// command in the lock's owner information; `lock_timeout` `None` (`--lock=false`) reads the
+/// state without its lock, which is safe because state writes are atomic renames, and then
+/// never creates it.
+pub fn open(
+    plan_path: &Path,
+    operation: &str,
+    lock_timeout: Option<Duration>,
+) -> Result<Session, Exit> {
     let (file, plan, validation) = load_valid(plan_path)?;
     let backend = super::state::backend(plan_path, &plan).map_err(|diagnostic| {
         eprint!("{}", render_human(&[*diagnostic], &file));
         Exit::Error
     })?;
-    let lock = backend
-        .lock(LockInfo::new(operation), lock_timeout)
-        .map_err(|error| {
-            super::state::report(&error);
-            Exit::Error
-        })?;
+    let lock = match lock_timeout {
+        Some(timeout) => Some(backend.lock(LockInfo::new(operation), timeout).map_err(
+            |error| {
+                super::state::report(&error);
+                Exit::Error
+            },
+        )?),
+        None => None,
+    };
     let state = match backend.read() {
         Ok(Some(state)) => state,
+        Ok(None) if lock.is_none() => State::new(),
         Ok(None) => {
             // The first command creates the state, so even the first plan has a lineage.
             let state = State::new();
@@ -123,7 +133,7 @@ pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result
         runtime,
         facts: Facts::default(),
         validated_with: HashMap::new(),
-        lock: Some(lock),
+        lock,
     };
     session.refresh()?;
     Ok(session)

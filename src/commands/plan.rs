@@ -28,6 +28,7 @@ use lifeboat_engine::{Diagnostic, SourceFile, diagnostic, planner, preflight};
 use super::Exit;
 use super::pipeline::{self, Session};
 use crate::cli::OutputFormat;
+use crate::output::out;
 use crate::render::diagnostics::{counts, render_human};
 use crate::render::plan as render_plan;
 
@@ -40,7 +41,8 @@ pub struct PlanArgs<'a> {
     pub out: Option<&'a Path>,
     pub refresh_only: bool,
     pub parallelism: Option<usize>,
-    pub lock_timeout: Duration,
+    /// `None`: `--lock=false`.
+    pub lock: Option<Duration>,
 }
 
 pub fn run(args: &PlanArgs<'_>) -> Exit {
@@ -52,7 +54,7 @@ pub fn run(args: &PlanArgs<'_>) -> Exit {
 fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
     // The session holds the state lock until `plan` returns, through the refresh and the
     // saved plan's write.
-    let session = pipeline::open(args.plan, "plan", args.lock_timeout)?;
+    let session = pipeline::open(args.plan, "plan", args.lock)?;
     let Session {
         file,
         plan,
@@ -121,7 +123,10 @@ fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
     match args.format {
         OutputFormat::Human => {
             eprint!("{}", render_human(&diagnostics, file));
-            print!("{}", render_plan::render_human(&output));
+            out!(
+                "{}",
+                render_plan::render_human(&output, crate::render::stdout_colour())
+            );
         }
         OutputFormat::Json => {
             // Streamed: the JSON plan of a large estate is megabytes, not worth building whole.
@@ -130,13 +135,13 @@ fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
                 .and_then(|()| out.flush());
+            // A reader that stopped early is not an error of the plan (see `output`).
             if let Err(error) = written {
-                eprintln!("error: cannot write the plan: {error}");
-                return Err(Exit::Error);
+                crate::output::closed(&error);
             }
         }
         OutputFormat::Markdown => {
-            print!(
+            out!(
                 "{}",
                 render_plan::render_markdown(&output, &plan.name.value)
             );
@@ -240,9 +245,9 @@ fn targeted_warning(addresses: &[String], machines: &HashSet<String>) -> Diagnos
     Diagnostic::warning(
         codes::PLAN_TARGETED,
         format!(
-            "this plan is limited to {} ({} machines) and what they depend on",
+            "this plan is limited to {} ({}) and what they depend on",
             addresses.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
-            machines.len()
+            crate::render::plural(machines.len(), "machine")
         ),
     )
     .with_help("use `--target` to recover from a problem, not routinely: the rest of the estate is not planned")

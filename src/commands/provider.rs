@@ -141,11 +141,13 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn 
         eprint!("{}", render_human(&[diagnostic], file));
         return Err(());
     }
-    SimProvider::open(&path)
-        .map(|p| Arc::new(p) as Arc<dyn Provider>)
-        .map_err(|error| {
-            report_world_error_as(&error, may_quote_world(plan_path, &world.real, &error));
-        })
+    let provider = SimProvider::open(&path).map_err(|error| {
+        report_world_error_as(&error, may_quote_world(plan_path, &world.real, &error));
+    })?;
+    for warning in provider.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok(Arc::new(provider) as Arc<dyn Provider>)
 }
 
 /// The `azure` provider from `provider.azure`; a value it cannot use is a diagnostic pointing

@@ -3,9 +3,10 @@
 
 use super::Exit;
 use crate::cli::SchemaKind;
+use crate::output::out;
 
 pub fn run(which: SchemaKind) -> Exit {
-    print!("{}", render(which));
+    out!("{}", render(which));
     Exit::Success
 }
 

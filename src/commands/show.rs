@@ -1,14 +1,18 @@
 //! `lifeboat show SAVED`: a saved plan, rendered by the same code as `plan`, so a reviewer
 //! sees exactly what `plan` showed. `--format json` prints the plan itself, byte for byte the
-//! JSON `plan --format json` printed; the human view adds one line saying what it was made
-//! from.
+//! JSON `plan --format json` printed; the human view adds what it was made from, the saved
+//! warnings, and whether `apply` would still take it.
 
 use std::path::Path;
 
-use lifeboat_engine::saved::SavedPlan;
+use lifeboat_engine::diagnostic::JsonDiagnostic;
+use lifeboat_engine::saved::{self, SavedPlan};
+use lifeboat_engine::state::StateBackend as _;
+use lifeboat_engine::{Severity, SourceFile, load};
 
 use super::Exit;
 use crate::cli::OutputFormat;
+use crate::output::{out, outln};
 use crate::render::plan as render_plan;
 
 /// Reads and parses a saved plan; a problem is printed, naming the file.
@@ -36,10 +40,11 @@ pub fn run(path: &Path, format: OutputFormat) -> Exit {
     let Ok(saved) = read(path) else {
         return Exit::Error;
     };
+    let freshness = freshness(&saved);
     match format {
         OutputFormat::Human => {
-            println!(
-                "Saved plan `{}` of `{}`: made {} from `{}` (sha256 {}), state lineage {} serial {}.\n",
+            outln!(
+                "Saved plan `{}` of `{}`: made {} from `{}` (sha256 {}), state lineage {} serial {}.",
                 path.display(),
                 saved.plan_name,
                 saved.created_at,
@@ -48,16 +53,91 @@ pub fn run(path: &Path, format: OutputFormat) -> Exit {
                 saved.lineage,
                 saved.serial,
             );
-            print!("{}", render_plan::render_human(&saved.output));
+            outln!("{freshness}\n");
+            out!("{}", diagnostics_human(&saved.output.diagnostics));
+            out!(
+                "{}",
+                render_plan::render_human(&saved.output, crate::render::stdout_colour())
+            );
         }
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&saved.output).expect("plan output is plain data")
-        ),
-        OutputFormat::Markdown => print!(
-            "{}",
-            render_plan::render_markdown(&saved.output, &saved.plan_name)
-        ),
+        // Byte for byte what `plan --format json` printed; whether it is still current goes
+        // to stderr, so the JSON stays the plan's.
+        OutputFormat::Json => {
+            eprintln!("{freshness}");
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&saved.output).expect("plan output is plain data")
+            );
+        }
+        OutputFormat::Markdown => {
+            eprintln!("{freshness}");
+            out!(
+                "{}",
+                render_plan::render_markdown(&saved.output, &saved.plan_name)
+            );
+        }
     }
     Exit::Success
+}
+
+/// Whether `apply` would still accept the saved plan, judged as `apply` judges it first: the
+/// plan file's digest and the state's lineage and serial. (`apply` then also refreshes the
+/// sites and refuses a plan whose changes would differ; that needs the provider.)
+fn freshness(saved: &SavedPlan) -> String {
+    let plan_path = Path::new(&saved.plan_file.path);
+    let Ok(bytes) = std::fs::read(plan_path) else {
+        return format!(
+            "Stale: the plan file `{}` cannot be read from here, so `apply` would refuse this plan.",
+            plan_path.display()
+        );
+    };
+    let state = SourceFile::from_bytes(plan_path, bytes.clone())
+        .ok()
+        .and_then(|file| load::load_plan(&file).ok())
+        .map(|plan| super::state::backend(plan_path, &plan).read());
+    let state = match state {
+        Some(Ok(state)) => state,
+        Some(Err(error)) => {
+            return format!("Cannot tell whether this plan is current: {error}.");
+        }
+        None => None,
+    };
+    match saved::check_fresh(saved, &bytes, state.as_ref()) {
+        Ok(()) => "Current: the plan file and the state are as they were when it was saved; \
+                   `apply` refreshes the sites before carrying it out."
+            .to_string(),
+        Err(stale) => {
+            let reasons: Vec<String> = stale.reasons.iter().map(ToString::to_string).collect();
+            format!(
+                "Stale: {}; `apply` would refuse this plan. Make a new one with `lifeboat plan --out FILE`.",
+                reasons.join("; ")
+            )
+        }
+    }
+}
+
+/// The saved plan's diagnostics (errors never: a plan with errors is not saved), each with
+/// its code, where it points and its help, as `plan` showed them.
+fn diagnostics_human(diagnostics: &[JsonDiagnostic]) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        let severity = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        out.push_str(&format!("{severity}[{}]: {}\n", d.code, d.message));
+        if let Some(label) = d.labels.first() {
+            out.push_str(&format!(
+                "  --> {}:{}:{}: {}\n",
+                label.file, label.start.line, label.start.column, label.message
+            ));
+        }
+        if let Some(help) = &d.help {
+            out.push_str(&format!("  help: {help}\n"));
+        }
+    }
+    if !diagnostics.is_empty() {
+        out.push('\n');
+    }
+    out
 }

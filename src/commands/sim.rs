@@ -10,7 +10,8 @@ use lifeboat_provider_sim::init::{InitMachine, InitMasterTarget, InitSpec};
 use lifeboat_provider_sim::{World, store};
 
 use super::Exit;
-use super::provider::report_world_error;
+use super::provider::{report_world_error, world_path};
+use crate::output::outln;
 use crate::render::diagnostics::{counts, render_human};
 
 pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
@@ -100,10 +101,10 @@ pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
         || "generated from the plan".to_string(),
         |f| format!("copied from `{}`", f.display()),
     );
-    println!(
-        "wrote the world `{}` ({source}): {} machines",
+    outln!(
+        "wrote the world `{}` ({source}): {}",
         path.display(),
-        world.machines.len()
+        crate::render::plural(world.machines.len(), "machine")
     );
     Exit::Success
 }
@@ -195,7 +196,7 @@ pub fn generate(args: &Generate<'_>) -> Exit {
         eprintln!("error: cannot write `{}`: {error}", plan_path.display());
         return Exit::Error;
     }
-    println!(
+    outln!(
         "wrote the plan `{}`: {} machines, {} replication groups, {} master targets",
         plan_path.display(),
         args.shape.machines,

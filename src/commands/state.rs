@@ -12,6 +12,7 @@ use lifeboat_engine::{Diagnostic, SourceFile, Span, Spanned, load};
 
 use super::Exit;
 use crate::cli::{DiagnosticFormat, StateCommand};
+use crate::output::outln;
 use crate::render::diagnostics::render_human;
 
 /// The backend of a plan's state; a relative `state.local.path` is relative to the plan file.
@@ -106,18 +107,18 @@ fn list(backend: &LocalBackend, format: DiagnosticFormat) -> Exit {
             backend.location()
         );
         if format == DiagnosticFormat::Json {
-            println!("[]");
+            outln!("[]");
         }
         return Exit::Success;
     };
     match format {
         DiagnosticFormat::Human => {
-            println!(
-                "state `{}`: lineage {}, serial {}, {} machine(s)",
+            outln!(
+                "state `{}`: lineage {}, serial {}, {}",
                 backend.location(),
                 state.lineage,
                 state.serial,
-                state.machines.len()
+                crate::render::plural(state.machines.len(), "machine")
             );
             for (name, machine) in &state.machines {
                 let pending = machine
@@ -125,7 +126,7 @@ fn list(backend: &LocalBackend, format: DiagnosticFormat) -> Exit {
                     .as_ref()
                     .map(|p| format!("  pending {} `{}`", p.kind, p.id))
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "{:<32} {}{pending}",
                     format!("machine.{name}"),
                     machine.stage
@@ -144,7 +145,7 @@ fn list(backend: &LocalBackend, format: DiagnosticFormat) -> Exit {
                     })
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&rows).expect("plain data")
             );
@@ -170,28 +171,30 @@ fn show(backend: &LocalBackend, address: &str, format: DiagnosticFormat) -> Exit
         return Exit::Error;
     };
     match format {
-        DiagnosticFormat::Json => println!(
+        DiagnosticFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(machine).expect("plain data")
         ),
         DiagnosticFormat::Human => {
-            println!("{address}");
-            println!("  stage: {}", machine.stage);
+            outln!("{address}");
+            outln!("  stage: {}", machine.stage);
             if let Some(settings) = &machine.settings {
-                println!("  master_target: {}", settings.master_target);
-                println!("  process_server: {}", settings.process_server);
-                println!("  datastore: {}", settings.datastore);
-                println!("  retention_drive: {}", settings.retention_drive);
-                println!("  recovery: {}", settings.recovery.as_str());
-                println!("  failback_policy: {}", settings.failback_policy);
+                outln!("  master_target: {}", settings.master_target);
+                outln!("  process_server: {}", settings.process_server);
+                outln!("  datastore: {}", settings.datastore);
+                outln!("  retention_drive: {}", settings.retention_drive);
+                outln!("  recovery: {}", settings.recovery.as_str());
+                outln!("  failback_policy: {}", settings.failback_policy);
             }
             for (key, id) in &machine.provider_ids {
-                println!("  provider id {key}: {id}");
+                outln!("  provider id {key}: {id}");
             }
             if let Some(pending) = &machine.pending {
-                println!(
+                outln!(
                     "  pending: {} `{}` since {}",
-                    pending.kind, pending.id, pending.started_at
+                    pending.kind,
+                    pending.id,
+                    pending.started_at
                 );
             }
         }
@@ -202,7 +205,7 @@ fn show(backend: &LocalBackend, address: &str, format: DiagnosticFormat) -> Exit
 fn unlock(backend: &LocalBackend, id: &str) -> Exit {
     match backend.unlock(id) {
         Ok(info) => {
-            println!(
+            outln!(
                 "removed the stale lock on `{}` held by {info}",
                 backend.location()
             );

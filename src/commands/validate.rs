@@ -6,6 +6,7 @@ use lifeboat_engine::{Diagnostic, SourceFile, load, validate};
 
 use super::Exit;
 use crate::cli::DiagnosticFormat;
+use crate::output::{out, outln};
 use crate::render::diagnostics::{counts, render_human, render_json};
 
 pub fn run(path: &Path, format: DiagnosticFormat) -> Exit {
@@ -19,7 +20,7 @@ pub fn run(path: &Path, format: DiagnosticFormat) -> Exit {
             return Exit::Error;
         }
     };
-    let diagnostics = match load::load_plan(&file) {
+    let diagnostics = match load::load_plan_all(&file) {
         Ok(plan) => {
             let mut diagnostics = validate::validate(&plan).diagnostics;
             let outside = super::paths::check_plan(path, &plan);
@@ -29,7 +30,7 @@ pub fn run(path: &Path, format: DiagnosticFormat) -> Exit {
             }
             diagnostics
         }
-        Err(diagnostic) => vec![*diagnostic],
+        Err(diagnostics) => diagnostics,
     };
     emit(&diagnostics, &file, format);
     if diagnostics.iter().any(Diagnostic::is_error) {
@@ -74,15 +75,15 @@ fn lowercase(text: &str) -> String {
 
 fn emit(diagnostics: &[Diagnostic], file: &SourceFile, format: DiagnosticFormat) {
     match format {
-        DiagnosticFormat::Json => print!("{}", render_json(diagnostics, file)),
+        DiagnosticFormat::Json => out!("{}", render_json(diagnostics, file)),
         DiagnosticFormat::Human => {
             eprint!("{}", render_human(diagnostics, file));
             if diagnostics.iter().any(Diagnostic::is_error) {
                 eprintln!("`{}` is invalid: {}", file.name(), counts(diagnostics));
             } else if diagnostics.is_empty() {
-                println!("`{}` is valid", file.name());
+                outln!("`{}` is valid", file.name());
             } else {
-                println!("`{}` is valid, with {}", file.name(), counts(diagnostics));
+                outln!("`{}` is valid, with {}", file.name(), counts(diagnostics));
             }
         }
     }

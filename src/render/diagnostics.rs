@@ -29,9 +29,14 @@ pub fn render_human(diagnostics: &[Diagnostic], file: &SourceFile) -> String {
     } else {
         100
     };
+    // Lines wrap at spaces outside backticks only: a name is never cut in two (`mt-` /
+    // `linux-01`), and a name longer than the line stays whole.
     let handler = GraphicalReportHandler::new_themed(theme)
         .with_width(width)
-        .with_context_lines(1);
+        .with_context_lines(1)
+        .with_break_words(false)
+        .with_word_splitter(textwrap::WordSplitter::NoHyphenation)
+        .with_word_separator(textwrap::WordSeparator::Custom(words_outside_backticks));
     let source = IndexedSource(file);
     let mut out = String::new();
     for diagnostic in diagnostics {
@@ -73,8 +78,45 @@ pub fn counts(diagnostics: &[Diagnostic]) -> String {
     }
 }
 
+/// The width of the terminal stderr is on, as the terminal reports it; `COLUMNS` (which
+/// shells set but do not export) overrides it when it is exported.
 fn terminal_width() -> Option<usize> {
-    std::env::var("COLUMNS").ok()?.parse().ok()
+    if let Some(columns) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c: &usize| c > 0)
+    {
+        return Some(columns);
+    }
+    let (terminal_size::Width(columns), _) = terminal_size::terminal_size_of(std::io::stderr())?;
+    (columns > 0).then_some(usize::from(columns))
+}
+
+/// Splits a line into words at spaces, except inside backticks: a backticked name (which may
+/// hold spaces or hyphens) is one word, so wrapping never breaks it.
+fn words_outside_backticks(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
+    let mut words = Vec::new();
+    let mut start = 0;
+    let mut inside = false;
+    let mut after_space = false;
+    for (i, c) in line.char_indices() {
+        if c == ' ' && !inside {
+            after_space = true;
+            continue;
+        }
+        if after_space {
+            words.push(textwrap::core::Word::from(&line[start..i]));
+            start = i;
+            after_space = false;
+        }
+        if c == '`' {
+            inside = !inside;
+        }
+    }
+    if start < line.len() {
+        words.push(textwrap::core::Word::from(&line[start..]));
+    }
+    Box::new(words.into_iter())
 }
 
 struct Report<'a> {

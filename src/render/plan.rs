@@ -10,6 +10,8 @@ use lifeboat_engine::planner::output::{PlanOutput, Summary, gib};
 use lifeboat_engine::planner::{Action, Change};
 use lifeboat_engine::state::drift::Drift;
 
+use super::plural;
+
 /// GitHub refuses comments over 65,536 characters; leave room for a note.
 pub const MARKDOWN_LIMIT: usize = 65_000;
 
@@ -26,6 +28,9 @@ fn symbol(action: Action) -> &'static str {
 
 fn risk_words(change: &Change) -> String {
     let mut words = Vec::new();
+    if is_irreversible(change) {
+        words.push("irreversible: the Azure replica is removed".to_string());
+    }
     if change.risk.downtime {
         words.push("downtime".to_string());
     }
@@ -42,8 +47,21 @@ fn is_dangerous(change: &Change) -> bool {
     change.risk.is_dangerous()
 }
 
+/// A commit removes the replica in Azure: after it there is no way back to Azure without a
+/// new replication, so a reviewer must see it beside the dangerous changes.
+fn is_irreversible(change: &Change) -> bool {
+    change.action == Action::Commit
+}
+
+/// Changes a reviewer must look at first: dangerous or irreversible.
+fn is_flagged(change: &Change) -> bool {
+    is_dangerous(change) || is_irreversible(change)
+}
+
 /// What the change alters, compactly: the stage move, settings that change as `key: old →
-/// new` (one line each, they are what a reviewer checks), and settings that appear on one line.
+/// new` (one line each, they are what a reviewer checks), settings that appear on one line,
+/// and settings that end (a failback ends the replication) on one line naming the master
+/// target, not each setting again.
 fn setting_lines(change: &Change) -> Vec<String> {
     let mut lines = Vec::new();
     let mut added = Vec::new();
@@ -57,9 +75,21 @@ fn setting_lines(change: &Change) -> Vec<String> {
     if !added.is_empty() {
         lines.push(format!("+ {}", added.join(", ")));
     }
-    for (key, before) in &change.before {
-        if !change.after.contains_key(key) {
-            lines.push(format!("- {key}: {before}"));
+    let removed: Vec<&String> = change
+        .before
+        .keys()
+        .filter(|key| !change.after.contains_key(*key))
+        .collect();
+    if !removed.is_empty() {
+        match change.before.get("master_target") {
+            Some(target) => lines.push(format!(
+                "- replication through `{target}` ends ({} settings)",
+                removed.len()
+            )),
+            None => {
+                let keys: Vec<&str> = removed.iter().map(|k| k.as_str()).collect();
+                lines.push(format!("- {}", keys.join(", ")));
+            }
         }
     }
     lines
@@ -68,13 +98,7 @@ fn setting_lines(change: &Change) -> Vec<String> {
 /// "Plan: 12 to reprotect, 0 to fail back, …; downtime for 0 machines; up to 3.2 TiB to transfer"
 pub fn summary_line(summary: &Summary) -> String {
     let count = |action: Action| summary.changes.get(&action).copied().unwrap_or(0);
-    let machines = |n: usize| {
-        if n == 1 {
-            "1 machine".to_string()
-        } else {
-            format!("{n} machines")
-        }
-    };
+    let machines = |n: usize| plural(n, "machine");
     format!(
         "Plan: {} to reprotect, {} to fail back, {} to commit, {} to reprotect home, {} to switch process server, {} to release; downtime for {}; up to {} to transfer.",
         count(Action::Reprotect),
@@ -98,23 +122,51 @@ fn render_drift_human(drift: &[Drift]) -> String {
     let _ = writeln!(
         out,
         "The sites differ from the state ({}); nothing was changed:\n",
-        drift.len()
+        plural(drift.len(), "difference")
     );
     for d in drift {
         let _ = writeln!(out, "~ {:<32} {}", d.address, d.message);
     }
     let _ = writeln!(
         out,
-        "\nDrift: {} difference(s). Run `lifeboat plan` to see what apply would do about it.",
-        drift.len()
+        "\nDrift: {}. Run `lifeboat plan` to see what apply would do about it.",
+        plural(drift.len(), "difference")
     );
     out
 }
 
-pub fn render_human(output: &PlanOutput) -> String {
+const BOLD_RED: &str = "\x1b[1;31m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// The colour of an action's symbol: additions green, moves yellow, removals red.
+fn action_colour(action: Action) -> &'static str {
+    match action {
+        Action::Reprotect | Action::ReprotectHome => GREEN,
+        Action::Failback | Action::SwitchProcessServer => YELLOW,
+        Action::Commit | Action::Release => RED,
+    }
+}
+
+/// Above this many machines, the plan adds one line per master target (machines and data).
+const MASTER_TARGET_SUMMARY_FROM: usize = 50;
+
+/// The terminal view. `colour` (a terminal without `NO_COLOR`) marks dangerous changes red
+/// and additions green, as the diagnostics are coloured.
+pub fn render_human(output: &PlanOutput, colour: bool) -> String {
     if let Some(drift) = &output.drift {
         return render_drift_human(drift);
     }
+    let paint = |code: &str, text: &str| {
+        if colour {
+            format!("{code}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    };
     let mut out = String::new();
     if output.changes.is_empty() {
         let _ = writeln!(
@@ -128,24 +180,37 @@ pub fn render_human(output: &PlanOutput) -> String {
             "lifeboat will make these changes to reach the goal `{}`:",
             output.goal
         );
-        let (dangerous, safe): (Vec<&Change>, Vec<&Change>) =
-            output.changes.iter().partition(|c| is_dangerous(c));
-        for (title, changes) in [("Dangerous changes", dangerous), ("Other changes", safe)] {
+        let (flagged, safe): (Vec<&Change>, Vec<&Change>) =
+            output.changes.iter().partition(|c| is_flagged(c));
+        for (title, changes) in [
+            ("Dangerous or irreversible changes", flagged),
+            ("Other changes", safe),
+        ] {
             if changes.is_empty() {
                 continue;
             }
             let _ = writeln!(out, "\n{title} ({}):", changes.len());
             for change in changes {
-                let marker = if is_dangerous(change) { "!" } else { " " };
+                let marker = if is_flagged(change) {
+                    paint(BOLD_RED, "!")
+                } else {
+                    " ".to_string()
+                };
                 let risk = risk_words(change);
+                let symbol = format!("{:<3}", symbol(change.action));
                 let _ = writeln!(
                     out,
-                    "{marker} {:<3} {:<15} {:<32} {risk}",
-                    symbol(change.action),
+                    "{marker} {} {:<15} {:<32} {}",
+                    paint(action_colour(change.action), &symbol),
                     change.action.as_str(),
-                    change.address
+                    change.address,
+                    if is_flagged(change) && !risk.is_empty() {
+                        paint(RED, &risk)
+                    } else {
+                        risk
+                    }
                 );
-                let _ = writeln!(out, "        {}", change.reason);
+                let _ = writeln!(out, "        {}", paint(DIM, &change.reason));
                 for line in setting_lines(change) {
                     let _ = writeln!(out, "        {line}");
                 }
@@ -161,8 +226,49 @@ pub fn render_human(output: &PlanOutput) -> String {
             let _ = writeln!(out, "  {:<32} {}", machine.address, machine.reason);
         }
     }
+    out.push_str(&master_target_lines(output));
     let _ = writeln!(out, "\n{}", summary_line(&output.summary));
     out
+}
+
+/// For a large estate, what each master target takes on: the machines reprotected through it
+/// and the upper bound of their data, so an overloaded target shows without reading every
+/// change.
+fn master_target_lines(output: &PlanOutput) -> String {
+    let machines: std::collections::HashSet<&str> =
+        output.changes.iter().map(Change::machine).collect();
+    if machines.len() <= MASTER_TARGET_SUMMARY_FROM {
+        return String::new();
+    }
+    let mut per_target: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
+    for change in &output.changes {
+        if let Some(settings) = &change.settings {
+            let entry = per_target.entry(&settings.master_target).or_default();
+            entry.0 += 1;
+            entry.1 += change.risk.max_transfer_gib;
+        }
+    }
+    if per_target.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\nPer master target ({}):\n", per_target.len());
+    for (target, (count, transfer)) in per_target {
+        let _ = writeln!(
+            out,
+            "  {target:<32} {} to reprotect, up to {}",
+            plural(count, "machine"),
+            gib(transfer)
+        );
+    }
+    out
+}
+
+/// The severity of a diagnostic in Markdown, readable without colour.
+fn severity_marker(severity: lifeboat_engine::Severity) -> &'static str {
+    match severity {
+        lifeboat_engine::Severity::Error => "❌ **error**",
+        lifeboat_engine::Severity::Warning => "⚠️ **warning**",
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -211,9 +317,9 @@ pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
     }
     let _ = writeln!(
         head,
-        "\n**Downtime:** {} machine(s) · **Full resync:** {} change(s) · **Transfer:** up to {}\n",
-        summary.downtime_machines,
-        summary.full_resync_changes,
+        "\n**Downtime:** {} · **Full resync:** {} · **Transfer:** up to {}\n",
+        plural(summary.downtime_machines, "machine"),
+        plural(summary.full_resync_changes, "change"),
         gib(summary.max_transfer_gib)
     );
     let errors = output
@@ -224,11 +330,18 @@ pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
     if !output.diagnostics.is_empty() {
         let _ = writeln!(
             head,
-            "**Preflight:** {errors} error(s), {} warning(s)\n",
-            output.diagnostics.len() - errors
+            "**Preflight:** {}, {}\n",
+            plural(errors, "error"),
+            plural(output.diagnostics.len() - errors, "warning")
         );
         for d in output.diagnostics.iter().take(20) {
-            let _ = writeln!(head, "- `{}` {}", d.code, escape(&d.message));
+            let _ = writeln!(
+                head,
+                "- {} `{}` {}",
+                severity_marker(d.severity),
+                d.code,
+                escape(&d.message)
+            );
         }
         head.push('\n');
     }
@@ -242,11 +355,11 @@ pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
     let budget = MARKDOWN_LIMIT.saturating_sub(head.len() + reserve);
     let mut body = String::new();
     let mut shown = 0usize;
-    let dangerous: Vec<&Change> = output.changes.iter().filter(|c| is_dangerous(c)).collect();
-    let others: Vec<&Change> = output.changes.iter().filter(|c| !is_dangerous(c)).collect();
+    let dangerous: Vec<&Change> = output.changes.iter().filter(|c| is_flagged(c)).collect();
+    let others: Vec<&Change> = output.changes.iter().filter(|c| !is_flagged(c)).collect();
     let mut full = false;
     for (title, changes, folded) in [
-        ("⚠️ Dangerous changes", &dangerous, false),
+        ("⚠️ Dangerous or irreversible changes", &dangerous, false),
         ("Other changes", &others, true),
     ] {
         if changes.is_empty() || full {

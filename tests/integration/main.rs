@@ -15,3 +15,4 @@ mod sim_world;
 mod state;
 mod util;
 mod validate_fixtures;
+mod walkthrough;

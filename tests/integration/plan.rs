@@ -611,6 +611,15 @@ fn graph_renders_the_dag_in_dot_and_mermaid() {
             );
             assert!(text.contains(&label), "{format}: `{label}` missing");
         }
+        // Commits are irreversible: red, as in the plan (issue 18).
+        let marked = if format == "dot" {
+            "color=red"
+        } else {
+            ":::danger"
+        };
+        for line in text.lines().filter(|l| l.contains("\"commit machine.")) {
+            assert!(line.contains(marked), "{format}: {line}");
+        }
         insta::assert_snapshot!(format!("graph_{format}_committed"), text);
     }
 }

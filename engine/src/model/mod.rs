@@ -148,7 +148,8 @@ pub struct LocalStateConfig {
 /// The default state file, relative to the plan file.
 pub const DEFAULT_STATE_PATH: &str = ".lifeboat/state.json";
 
-/// How far `apply` takes each machine (DESIGN.md §2).
+/// How far `apply` takes each machine along the lifecycle: reprotected, failed back, committed,
+/// protected again.
 #[derive(
     Debug,
     Clone,
@@ -324,7 +325,7 @@ impl Machine {
             .map_or(1, |disks| disks.value.len().max(1))
     }
 
-    /// The upper bound of data a reprotect may send (DESIGN.md §1.1 rule 12).
+    /// The upper bound of data a reprotect may send (between 0 and the sum of the disks).
     pub fn disk_total_gib(&self) -> u64 {
         self.disks_gib.as_ref().map_or(0, |disks| {
             disks

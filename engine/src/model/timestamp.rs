@@ -17,6 +17,13 @@ impl FromStr for Timestamp {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         jiff::Timestamp::from_str(s).map(Timestamp).map_err(|e| {
+            // A local date and time is the usual slip: show it fixed, both ways.
+            if let Ok(local) = jiff::civil::DateTime::from_str(s) {
+                let local = local.strftime("%Y-%m-%dT%H:%M:%S");
+                return format!(
+                    "`{s}` has no offset: write `{local}Z` for UTC, or the site's offset, e.g. `{local}+01:00`"
+                );
+            }
             format!("`{s}` is not an RFC 3339 timestamp with an offset (like `2026-12-05T22:00:00Z`): {e}")
         })
     }

@@ -35,7 +35,7 @@ use crate::provider::facts::{AppliedSettings, Facts};
 use crate::provider::{OperationKind, ReprotectSettings, Stage};
 use crate::validate::Validation;
 
-/// What a change does (DESIGN.md §6 `action`).
+/// What a change does (the `action` of a change in `plan --format json`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -109,7 +109,8 @@ pub struct Risk {
     pub downtime: bool,
     /// Every disk is copied again, not only the changes.
     pub full_resync: bool,
-    /// Upper bound of data sent (DESIGN.md §1.1 rule 12: between 0 and the sum of the disks).
+    /// Upper bound of data sent (between 0 and the sum of the disks: the real amount cannot be
+    /// known in advance).
     pub max_transfer_gib: u64,
 }
 
@@ -598,6 +599,10 @@ fn order(
 
 /// The machines `--target` addresses select: `machine.NAME`, `group.NAME` (its members) or
 /// `master_target.NAME` (the machines it serves).
+/// The address forms `--target` takes, for messages.
+const ADDRESS_KINDS: &str =
+    "`machine.NAME`, `group.NAME`, `boot_group.NAME` or `master_target.NAME`";
+
 pub fn resolve_targets(
     plan: &Plan,
     validation: &Validation,
@@ -605,9 +610,9 @@ pub fn resolve_targets(
 ) -> Result<std::collections::HashSet<String>, String> {
     let mut machines = std::collections::HashSet::new();
     for address in addresses {
-        let (kind, name) = address.split_once('.').ok_or_else(|| {
-            format!("`{address}` is not an address; use `machine.NAME`, `group.NAME` or `master_target.NAME`")
-        })?;
+        let (kind, name) = address
+            .split_once('.')
+            .ok_or_else(|| format!("`{address}` is not an address; use {ADDRESS_KINDS}"))?;
         let before = machines.len();
         match kind {
             "machine" => {
@@ -624,6 +629,11 @@ pub fn resolve_targets(
                     machines.extend(group.machines.value.iter().map(|m| m.value.clone()));
                 }
             }
+            "boot_group" => {
+                if let Some(group) = plan.boot_order.iter().find(|g| g.name.value == name) {
+                    machines.extend(group.machines.value.iter().map(|m| m.value.clone()));
+                }
+            }
             "master_target" => {
                 for (m, (machine, _)) in plan.machines.iter().enumerate() {
                     if validation.assignment.target_name(plan, m) == Some(name) {
@@ -633,7 +643,7 @@ pub fn resolve_targets(
             }
             _ => {
                 return Err(format!(
-                    "`{address}` is not an address; use `machine.NAME`, `group.NAME` or `master_target.NAME`"
+                    "`{address}` is not an address; use {ADDRESS_KINDS}"
                 ));
             }
         }
@@ -641,6 +651,7 @@ pub fn resolve_targets(
             let known = match kind {
                 "machine" => plan.machines.names().any(|n| n == name),
                 "group" => plan.replication_groups.names().any(|n| n == name),
+                "boot_group" => plan.boot_order.iter().any(|g| g.name.value == name),
                 _ => plan.master_targets.names().any(|n| n == name),
             };
             if !known {

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Os, Recovery};
 
-/// Where a machine is in its lifecycle (DESIGN.md §2). Stages are ordered: a machine only
-/// moves forward, and `stage >= goal` means there is nothing to do.
+/// Where a machine is in its lifecycle (failed over, reprotected, failed back, committed,
+/// protected). Stages are ordered: a machine only moves forward, and `stage >= goal` means
+/// there is nothing to do.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
 )]

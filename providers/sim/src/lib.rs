@@ -45,6 +45,8 @@ pub struct SimProvider {
     /// Serialises this process's transactions on the world, groups them, and holds the
     /// parsed-world cache they share (see [`store::Gate`]).
     gate: Arc<store::Gate>,
+    /// What in the world cannot show as written (see [`World::timing_warnings`]).
+    warnings: Vec<String>,
 }
 
 impl SimProvider {
@@ -56,15 +58,20 @@ impl SimProvider {
         // Parse once now so a bad world is reported before anything runs; the parsed world
         // stays in the cache for the first transaction. When another task of this process is
         // in a transaction on the world, check it without the cache rather than wait.
-        match gate.cache.try_lock() {
-            Ok(mut cache) => {
-                store::load(&path, &mut cache)?;
-            }
-            Err(_) => {
-                store::read(&path)?;
-            }
-        }
-        Ok(Self { path, gate })
+        let warnings = match gate.cache.try_lock() {
+            Ok(mut cache) => store::load(&path, &mut cache)?.timing_warnings(),
+            Err(_) => store::read(&path)?.timing_warnings(),
+        };
+        Ok(Self {
+            path,
+            gate,
+            warnings,
+        })
+    }
+
+    /// Settings of the world that have no effect as written, for the CLI to warn about.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     pub fn path(&self) -> &Path {

@@ -290,6 +290,36 @@ impl Default for Timing {
     }
 }
 
+impl World {
+    /// Delays that cannot show at `timing.scale: 0` (the default), where every simulated
+    /// duration is instant: an agent set to register 900 s after failover is registered at
+    /// once, so the rehearsal silently skips the wait it was written to show.
+    pub fn timing_warnings(&self) -> Vec<String> {
+        if self.timing.scale.is_finite() && self.timing.scale > 0.0 {
+            return Vec::new();
+        }
+        let delayed: Vec<&str> = self
+            .machines
+            .iter()
+            .filter(|(_, machine)| machine.agent_registers_in_s > 0)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if delayed.is_empty() {
+            return Vec::new();
+        }
+        let shown: Vec<String> = delayed.iter().take(5).map(|n| format!("`{n}`")).collect();
+        let more = if delayed.len() > 5 {
+            format!(" and {} more", delayed.len() - 5)
+        } else {
+            String::new()
+        };
+        vec![format!(
+            "`agent_registers_in_s` of {}{more} has no effect at `timing.scale: 0`, where every simulated duration is instant; set `timing.scale` (e.g. `0.01`) to rehearse the wait, or add a fault with code `agent-not-registered`",
+            shown.join(", ")
+        )]
+    }
+}
+
 impl Timing {
     /// Simulated seconds an operation takes.
     pub fn seconds(&self, kind: OperationKind) -> u64 {

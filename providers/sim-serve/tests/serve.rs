@@ -354,7 +354,8 @@ async fn reads_render_the_world_and_validate_against_the_definitions() {
         .find(|mt| mt["name"] == "mt-windows-01")
         .expect("mt-windows-01");
     assert_eq!(windows["osType"], "Windows");
-    assert_eq!(windows["retentionVolumes"][0]["volumeName"], "R:");
+    // The world's `R:`, named as ASR names a Windows volume (`D`, `F` in the recordings).
+    assert_eq!(windows["retentionVolumes"][0]["volumeName"], "R");
     assert_eq!(windows["dataStores"][0]["symbolicName"], "vsan-01");
     let one = f
         .get_json(&token, &f.arm("/replicationFabrics/vmware-fabric"))

@@ -245,7 +245,9 @@ fn needs<'p>(plan: &'p Plan, unit_members: &[usize]) -> (Os, usize, Vec<&'p str>
     (os, need, datastores)
 }
 
-/// The master target every member of a unit currently replicates through, if they agree.
+/// The master target the members of a unit that replicate already replicate through, if they
+/// agree. Members not reprotected yet join it: a replication group shares one master target,
+/// so a group half reprotected (a member's reprotect failed) stays where its other members are.
 fn current_target(
     plan: &Plan,
     index: &PlanIndex<'_>,
@@ -255,7 +257,10 @@ fn current_target(
     let mut target = None;
     for &m in unit_members {
         let name = plan.machines.get_index(m).0.value.as_str();
-        let t = index.master_target(current.get(name)?)?;
+        let Some(now) = current.get(name) else {
+            continue;
+        };
+        let t = index.master_target(now)?;
         if target.is_some_and(|existing| existing != t) {
             return None;
         }

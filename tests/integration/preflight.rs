@@ -162,6 +162,8 @@ fn every_preflight_code_has_a_test() {
         codes::PREFLIGHT_NAME_CLASH,
         codes::PREFLIGHT_ESXI_MEMORY,
         codes::PREFLIGHT_MAINTENANCE_WINDOW,
+        // In `plan.rs`: `drift_of_a_locked_setting_is_a_preflight_error_at_the_plans_value`.
+        codes::PREFLIGHT_LOCKED_SETTING,
     ];
     assert_eq!(
         BTreeSet::from(tested),

@@ -345,6 +345,30 @@ impl AzureProvider {
     }
 }
 
+impl AzureProvider {
+    /// Whether the item replicates through the switch's process server already.
+    async fn switched(
+        &self,
+        request: &OperationRequest,
+        item: &ReplicationProtectedItem,
+    ) -> Result<bool, ProviderError> {
+        let Some(settings) = request.reprotect.as_ref() else {
+            return Ok(false);
+        };
+        let Some(at) = item.id.as_deref().and_then(ProtectedItemRef::from_id) else {
+            return Ok(false);
+        };
+        let fabrics = self.fabrics().await?;
+        let target = Resolver::new(&fabrics, &[], &at.fabric)
+            .and_then(|resolver| resolver.process_server_id(&settings.process_server))
+            .map_err(|e| {
+                ProviderError::permanent(Some("UnresolvedName".to_string()), e.to_string())
+            })?;
+        Ok(current_process_server_id(item)
+            .is_some_and(|current| current.eq_ignore_ascii_case(&target)))
+    }
+}
+
 /// The id of the process server an item replicates through, as its details report it.
 pub fn current_process_server_id(item: &ReplicationProtectedItem) -> Option<String> {
     match item.properties.provider_specific_details.as_ref()? {
@@ -459,7 +483,13 @@ impl Provider for AzureProvider {
         let stage = mapping::stage(&item).map_err(|e| {
             ProviderError::permanent(Some("UnsupportedItem".to_string()), e.to_string())
         })?;
-        if stage == request.kind.to_stage() {
+        // A switch keeps the stage: it is done when the item replicates through the new
+        // process server already.
+        let already = match request.kind {
+            OperationKind::SwitchProcessServer => self.switched(request, &item).await?,
+            _ => stage == request.kind.to_stage(),
+        };
+        if already {
             tracing::debug!(machine = %request.machine, %stage, "already there; nothing sent");
             return Ok(done(request));
         }

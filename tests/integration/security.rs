@@ -137,7 +137,7 @@ fn a_plan_file_that_links_out_of_its_repository_is_refused() {
 #[test]
 fn paths_out_of_the_repository_by_dot_dot_or_symlink_are_refused() {
     let outside_world = |repo: &Repo| repo.outside.join("world.yaml");
-    let cases: Vec<(&str, Box<dyn Fn(&Repo)>)> = vec![
+    let cases: Vec<(&str, Setup)> = vec![
         (
             "world by `..`",
             Box::new(|repo| {
@@ -235,6 +235,9 @@ fn paths_out_of_the_repository_by_dot_dot_or_symlink_are_refused() {
         );
     }
 }
+
+/// Prepares one case in a fresh repository.
+type Setup = Box<dyn Fn(&Repo)>;
 
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

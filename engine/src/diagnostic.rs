@@ -349,7 +349,9 @@ fn deletion_keys(name: &str, keys: &mut Vec<u64>) -> bool {
     }
     let mut suffix = vec![0u64; n + 1];
     for i in (0..n).rev() {
-        suffix[i] = chars[i].wrapping_mul(power[n - 1 - i]).wrapping_add(suffix[i + 1]);
+        suffix[i] = chars[i]
+            .wrapping_mul(power[n - 1 - i])
+            .wrapping_add(suffix[i + 1]);
     }
     // The length goes into each key, so that strings of different lengths rarely meet.
     let key = |hash: u64, len: usize| hash ^ (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -86,11 +86,7 @@ impl Containment {
             .iter()
             .filter_map(|dir| std::fs::canonicalize(dir).ok())
             .collect();
-        Ok(Self {
-            dir,
-            root,
-            allowed,
-        })
+        Ok(Self { dir, root, allowed })
     }
 
     /// The repository root, symlinks resolved.
@@ -140,11 +136,7 @@ impl Containment {
         }
     }
 
-    fn refusal_diagnostic(
-        value: &Spanned<String>,
-        key: &str,
-        refusal: &Refusal,
-    ) -> Diagnostic {
+    fn refusal_diagnostic(value: &Spanned<String>, key: &str, refusal: &Refusal) -> Diagnostic {
         Diagnostic::error(
             codes::PLAN_PATH_OUTSIDE,
             format!("`{key}` `{}` {refusal}", value.value),
@@ -221,9 +213,7 @@ impl Containment {
         };
         let permitted = allowed.iter().any(|entry| {
             let entry = if is_bare_name(entry) {
-                entry
-                    .to_str()
-                    .and_then(|name| find_on_path(name, path_var))
+                entry.to_str().and_then(|name| find_on_path(name, path_var))
             } else {
                 std::fs::canonicalize(entry).ok()
             };
@@ -453,7 +443,9 @@ mod tests {
     fn allowed_directories_are_accepted_but_not_quoted() {
         let f = fixture();
         let c = containment(&f, std::slice::from_ref(&f.outside));
-        let real = c.check(&c.joined("../../../outside/secret")).expect("allowed");
+        let real = c
+            .check(&c.joined("../../../outside/secret"))
+            .expect("allowed");
         assert!(!c.may_quote(&real));
         let inside = c.check(&c.joined("world.yaml")).expect("inside");
         assert!(c.may_quote(&inside));

@@ -110,13 +110,13 @@ fn read(path: &Path) -> Result<SourceFile, Box<Diagnostic>> {
         })
     })
     .map_err(|error| {
-            Box::new(
-                Diagnostic::error(
-                    lifeboat_engine::diagnostic::codes::PLAN_SYNTAX,
-                    format!("cannot read the plan from standard input: {error}"),
-                )
-                .with_help("pipe a UTF-8 plan file into lifeboat, e.g. from `git show`"),
+        Box::new(
+            Diagnostic::error(
+                lifeboat_engine::diagnostic::codes::PLAN_SYNTAX,
+                format!("cannot read the plan from standard input: {error}"),
             )
-        })?;
+            .with_help("pipe a UTF-8 plan file into lifeboat, e.g. from `git show`"),
+        )
+    })?;
     Ok(SourceFile::new("<stdin>", path, text))
 }

@@ -19,12 +19,12 @@ use crate::render::plan as render_plan;
 pub fn read(path: &Path) -> Result<SavedPlan, ()> {
     let bytes = lifeboat_engine::input::read_capped(path, lifeboat_engine::input::MAX_INPUT_BYTES)
         .map_err(|error| {
-        eprintln!(
-            "error: cannot read the saved plan `{}`: {}",
-            path.display(),
-            lifeboat_engine::state::lower(&error)
-        );
-    })?;
+            eprintln!(
+                "error: cannot read the saved plan `{}`: {}",
+                path.display(),
+                lifeboat_engine::state::lower(&error)
+            );
+        })?;
     let unusable = |reason: &str| {
         eprintln!(
             "error: `{}` is not a usable saved plan: {reason}",

@@ -329,6 +329,17 @@ fn killing_apply_at_random_moments_never_loses_or_repeats_an_operation() {
         state.machines.values().all(|m| m.pending.is_none()),
         "no operation left pending"
     );
+    // A writer killed between creating its temporary file and renaming it leaves the file
+    // behind; the next process to take the lock removes it.
+    let leftovers: Vec<String> = std::fs::read_dir(example.dir.path().join(".lifeboat"))
+        .expect("listable")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left after {kills} kills: {leftovers:?}"
+    );
 }
 
 /// DESIGN.md §9: with simulated durations, apply takes within 10% of the critical path, the

@@ -349,12 +349,12 @@ impl StateBackend for LocalBackend {
             info_path: self.lock_info_path(),
         };
         let json = serde_json::to_string_pretty(&owner).expect("lock info is plain data") + "\n";
-        held.info = Some(write_owner(&held.info_path, json.as_bytes()).map_err(|source| {
-            StateError::Lock {
+        held.info = Some(
+            write_owner(&held.info_path, json.as_bytes()).map_err(|source| StateError::Lock {
                 path: self.path.clone(),
                 source,
-            }
-        })?);
+            })?,
+        );
         Ok(LockGuard::new(owner, Box::new(held)))
     }
 
@@ -613,7 +613,10 @@ mod tests {
             fs::write(path, "partial").expect("writes");
         }
         // Not ours: a file that merely looks similar, and a temporary file of another file.
-        let kept = [dir.join("notes.lifeboat-tmp"), dir.join(".world.yaml.x.lifeboat-tmp")];
+        let kept = [
+            dir.join("notes.lifeboat-tmp"),
+            dir.join(".world.yaml.x.lifeboat-tmp"),
+        ];
         for path in &kept {
             fs::write(path, "keep").expect("writes");
         }

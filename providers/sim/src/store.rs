@@ -260,9 +260,9 @@ pub(crate) struct ParsedCache {
 pub(crate) fn load<'c>(path: &Path, cache: &'c mut ParsedCache) -> Result<&'c World, WorldError> {
     let bytes = lifeboat_engine::input::read_capped(path, lifeboat_engine::input::MAX_INPUT_BYTES)
         .map_err(|source| WorldError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+            path: path.to_path_buf(),
+            source,
+        })?;
     if cache.world.is_none() || cache.bytes != bytes {
         cache.world = None;
         let file = SourceFile::from_bytes(path, bytes).map_err(|source| WorldError::Read {

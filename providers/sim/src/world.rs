@@ -570,42 +570,53 @@ pub(crate) fn references(world: &World) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     // One index per set, built on the first dangling reference into it: a world with every
     // reference dangling costs one index, not one scan of the set per reference.
-    let (vcenters, datastores, hosts, machines) =
-        (OnceCell::new(), OnceCell::new(), OnceCell::new(), OnceCell::new());
-    let mut dangling =
-        |reference: &Spanned<String>, what: &str, known: &Suggestions<'_>| {
-            let help = match known.best(&reference.value) {
-                Some(suggestion) => format!("did you mean `{suggestion}`?"),
-                None => format!(
-                    "add `{}` under `{what}s`, or name one that exists",
-                    reference.value
-                ),
-            };
-            out.push(
-                Diagnostic::error(
-                    codes::WORLD_UNKNOWN_REFERENCE,
-                    format!("unknown {what} `{}`", reference.value),
-                )
-                .with_label(
-                    reference.span,
-                    format!("no {what} of this name in the world"),
-                )
-                .with_help(help),
-            );
+    let (vcenters, datastores, hosts, machines) = (
+        OnceCell::new(),
+        OnceCell::new(),
+        OnceCell::new(),
+        OnceCell::new(),
+    );
+    let mut dangling = |reference: &Spanned<String>, what: &str, known: &Suggestions<'_>| {
+        let help = match known.best(&reference.value) {
+            Some(suggestion) => format!("did you mean `{suggestion}`?"),
+            None => format!(
+                "add `{}` under `{what}s`, or name one that exists",
+                reference.value
+            ),
         };
+        out.push(
+            Diagnostic::error(
+                codes::WORLD_UNKNOWN_REFERENCE,
+                format!("unknown {what} `{}`", reference.value),
+            )
+            .with_label(
+                reference.span,
+                format!("no {what} of this name in the world"),
+            )
+            .with_help(help),
+        );
+    };
     for host in world.esxi_hosts.values() {
         if !world.vcenters.contains_key(&host.vcenter.value) {
             dangling(&host.vcenter, "vcenter", names(&vcenters, &world.vcenters));
         }
         for (datastore, _) in host.datastores.iter() {
             if !world.datastores.contains_key(&datastore.value) {
-                dangling(datastore, "datastore", names(&datastores, &world.datastores));
+                dangling(
+                    datastore,
+                    "datastore",
+                    names(&datastores, &world.datastores),
+                );
             }
         }
     }
     for target in world.master_targets.values() {
         if !world.esxi_hosts.contains_key(&target.esxi_host.value) {
-            dangling(&target.esxi_host, "esxi_host", names(&hosts, &world.esxi_hosts));
+            dangling(
+                &target.esxi_host,
+                "esxi_host",
+                names(&hosts, &world.esxi_hosts),
+            );
         }
     }
     for machine in world.machines.values() {
@@ -617,7 +628,11 @@ pub(crate) fn references(world: &World) -> Vec<Diagnostic> {
         if let Some(datastore) = &machine.vmware_vm.datastore
             && !world.datastores.contains_key(&datastore.value)
         {
-            dangling(datastore, "datastore", names(&datastores, &world.datastores));
+            dangling(
+                datastore,
+                "datastore",
+                names(&datastores, &world.datastores),
+            );
         }
     }
     for group in world.replication_groups.values() {

@@ -85,7 +85,9 @@ pub fn run(path: &Path, format: OutputFormat) -> Exit {
 /// sites and refuses a plan whose changes would differ; that needs the provider.)
 fn freshness(saved: &SavedPlan) -> String {
     let plan_path = Path::new(&saved.plan_file.path);
-    let Ok(bytes) = std::fs::read(plan_path) else {
+    let Ok(bytes) =
+        lifeboat_engine::input::read_capped(plan_path, lifeboat_engine::input::MAX_INPUT_BYTES)
+    else {
         return format!(
             "Stale: the plan file `{}` cannot be read from here, so `apply` would refuse this plan.",
             plan_path.display()
@@ -94,11 +96,18 @@ fn freshness(saved: &SavedPlan) -> String {
     let state = SourceFile::from_bytes(plan_path, bytes.clone())
         .ok()
         .and_then(|file| load::load_plan(&file).ok())
-        .map(|plan| super::state::backend(plan_path, &plan).read());
+        .map(|plan| super::state::backend(plan_path, &plan));
     let state = match state {
-        Some(Ok(state)) => state,
-        Some(Err(error)) => {
-            return format!("Cannot tell whether this plan is current: {error}.");
+        Some(Ok(backend)) => match backend.read() {
+            Ok(state) => state,
+            Err(error) => return format!("Cannot tell whether this plan is current: {error}."),
+        },
+        // A state path outside the plan's repository is not read.
+        Some(Err(diagnostic)) => {
+            return format!(
+                "Cannot tell whether this plan is current: {}.",
+                diagnostic.message
+            );
         }
         None => None,
     };

@@ -10,7 +10,7 @@ use lifeboat_provider_sim::init::{InitMachine, InitMasterTarget, InitSpec};
 use lifeboat_provider_sim::{World, store};
 
 use super::Exit;
-use super::provider::{report_world_error, world_path};
+use super::provider::report_world_error;
 use crate::output::outln;
 use crate::render::diagnostics::{counts, render_human};
 

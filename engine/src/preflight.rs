@@ -586,7 +586,7 @@ fn home(plan: &Plan, facts: &Facts, out: &mut Vec<Diagnostic>, unchecked: &mut U
     }
     let account = &home.value.run_as_account;
     match &facts.run_as_accounts {
-        Some(accounts) if !accounts.iter().any(|a| *a == account.value) => {
+        Some(accounts) if !accounts.contains(&account.value) => {
             let have = if accounts.is_empty() {
                 "it has none".to_string()
             } else {

@@ -249,8 +249,7 @@ fn reprotect_home(
     if !world
         .configuration_server
         .run_as_accounts
-        .iter()
-        .any(|account| *account == home.run_as_account)
+        .contains(&home.run_as_account)
     {
         return Err(refuse(
             "run-as-account",

@@ -291,6 +291,7 @@ fn a_second_apply_on_the_same_state_fails_fast_naming_the_holder() {
 
 #[test]
 fn killing_apply_at_random_moments_never_loses_or_repeats_an_operation() {
+    let _busy = crate::util::busy();
     let example = Example::open_window("committed");
     // Reprotects take 1.2 s, failbacks 0.6 s, commits 0.12 s: every kind is in flight often.
     example.edit(|world| slow(world, 0.001));
@@ -347,6 +348,7 @@ fn killing_apply_at_random_moments_never_loses_or_repeats_an_operation() {
 /// `lifeboat graph --format dot`, each change's duration from the world's `timing`.
 #[test]
 fn apply_takes_within_ten_percent_of_the_critical_path() {
+    let _quiet = crate::util::quiet();
     let example = Example::open_window("committed");
     let scale = 0.002; // a reprotect takes 2.4 s, a failback 1.2 s, a commit 0.24 s
     example.edit(|world| slow(world, scale));

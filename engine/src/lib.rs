@@ -11,6 +11,7 @@ pub mod diff;
 pub mod generate;
 pub mod load;
 pub mod model;
+pub mod ops;
 pub mod planner;
 pub mod preflight;
 pub mod provider;

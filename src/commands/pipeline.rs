@@ -79,7 +79,15 @@ pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result
             Exit::Error
         })?;
     let state = match backend.read() {
-        Ok(Some(state)) => state,
+        Ok(Some(state)) => {
+            // What a previous apply left in the journal (it was killed) is folded in now, under
+            // the lock, so that this run appends to an empty journal.
+            backend.compact(&state).map_err(|error| {
+                super::state::report(&error);
+                Exit::Error
+            })?;
+            state
+        }
         Ok(None) => {
             // The first command creates the state, so even the first plan has a lineage.
             let state = State::new();
@@ -169,13 +177,5 @@ impl Session {
     pub fn finish(mut self) {
         drop(self.lock.take());
         std::mem::forget(self);
-    }
-
-    /// Writes the state, reporting a failure.
-    pub fn write_state(&self) -> Result<(), Exit> {
-        self.backend.write(&self.state).map_err(|error| {
-            super::state::report(&error);
-            Exit::Error
-        })
     }
 }

@@ -65,6 +65,10 @@ pub struct World {
     /// Every operation the simulated service ran, appended.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// Lookups built on first use; never written (see [`crate::index`]).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) index: crate::index::Index,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -64,6 +64,12 @@ pub mod codes {
         PREFLIGHT_MAINTENANCE_WINDOW,
     ];
 
+    // Failures of an apply that are lifeboat's, not the provider's.
+    /// The state journal could not record an operation.
+    pub const APPLY_JOURNAL: &str = "apply::journal";
+    /// The task that ran an operation panicked (a bug in lifeboat or the provider).
+    pub const APPLY_TASK_PANICKED: &str = "apply::task-panicked";
+
     /// Problems in a `sim` world file (not a plan file, so not `plan::*`).
     pub const WORLD_SYNTAX: &str = "world::syntax";
     pub const WORLD_SCHEMA: &str = "world::schema";

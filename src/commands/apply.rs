@@ -1,15 +1,16 @@
-//! `lifeboat apply`: carry a plan out, crash-safe.
+//! `lifeboat apply`: carry a plan out, crash-safe. This module parses, asks and renders; the
+//! engine's `ops` does the work.
 //!
 //! 1. Open the session (plan, state lock, provider, facts). `apply SAVED` opens the plan the
 //!    saved plan was made from, and refuses a stale one.
-//! 2. Reconcile: operations a previous run recorded as pending are resolved by asking the
-//!    provider about their id (finished → recorded; running → awaited; never started →
-//!    dropped and planned again), before anything new is planned.
-//! 3. Plan, preflight, show the plan and ask for `yes` (unless `--auto-approve`, or a saved
-//!    plan, which was reviewed when it was saved).
-//! 4. Execute the DAG. The state is the journal: each operation is recorded as pending before
-//!    it is sent and completed after, each write atomic, so a crash at any moment leaves a
-//!    state the next run can reconcile, and no operation is sent twice.
+//! 2. Reconcile (`ops::reconcile`): operations a previous run recorded as pending are
+//!    resolved by asking the provider about their id (finished → recorded; running → awaited;
+//!    never started → dropped and planned again), before anything new is planned.
+//! 3. Plan (`ops::plan`, the same assembly as `lifeboat plan`), show the plan and ask for
+//!    `yes` (unless `--auto-approve`, or a saved plan, which was reviewed when it was saved).
+//! 4. Execute the DAG (`ops::apply`). The state is the journal: each operation is recorded as
+//!    pending before it is sent and completed after, each record flushed to disk, so a crash
+//!    at any moment leaves a state the next run can reconcile, and no operation is sent twice.
 
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -18,14 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lifeboat_engine::apply::{self, ApplyOptions, Event, RetryPolicy};
+use lifeboat_engine::Diagnostic;
+use lifeboat_engine::apply::{ApplyOptions, Event, RetryPolicy};
 use lifeboat_engine::model::Timestamp;
 use lifeboat_engine::ops::{self, Recheck, ReconcileError, Reconciled, StateJournal};
 use lifeboat_engine::planner::output::PlanOutput;
 use lifeboat_engine::planner::{self, ExecutionPlan};
 use lifeboat_engine::saved::{self, SavedPlan};
 use lifeboat_engine::state::PendingOperation;
-use lifeboat_engine::{Diagnostic, diagnostic, preflight};
 
 use super::Exit;
 use super::pipeline::{self, Session};
@@ -79,7 +80,22 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
 
     reconcile(&mut session, &printer)?;
 
-    let (execution, diagnostics) = build(&session, saved.as_ref().map_or(&[][..], |s| &s.targets))?;
+    let ops::Planned {
+        execution,
+        diagnostics,
+        ..
+    } = ops::plan(
+        &session.plan,
+        &session.validation,
+        &session.facts,
+        &session.state,
+        saved.as_ref().map_or(&[][..], |s| &s.targets),
+        Timestamp(jiff::Timestamp::now()),
+    )
+    .map_err(|error| {
+        eprintln!("error: {error}");
+        Exit::Error
+    })?;
     if diagnostics.iter().any(Diagnostic::is_error) {
         eprint!("{}", render_human(&diagnostics, &session.file));
         eprintln!(
@@ -89,7 +105,7 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         return Err(Exit::Error);
     }
     if let Some(saved) = &saved
-        && !same_changes(&saved.output, &execution)
+        && !ops::same_changes(&saved.output, &execution)
     {
         eprintln!(
             "error: the saved plan `{}` is stale: the sites changed since it was saved, so it would no longer do what was reviewed",
@@ -131,23 +147,6 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
             .as_ref()
             .map(|w| (w.start.value.0, w.end.value.0)),
     };
-    let recheck = Recheck::new(
-        Arc::new(session.plan.clone()),
-        Arc::new(session.validation.assignment.clone()),
-        session.provider.clone(),
-    );
-    let stages = session
-        .facts
-        .machines
-        .iter()
-        .map(|(name, fact)| (name.clone(), fact.stage))
-        .collect();
-    let journal = Arc::new(StateJournal::new(
-        Arc::new(session.backend.clone()),
-        session.state.clone(),
-        stages,
-        Some(recheck),
-    ));
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     session.runtime.spawn(async move {
@@ -158,31 +157,34 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
     let printer = printer.with_bar(execution.changes.len());
     let events = printer.clone();
     let on_event: Arc<dyn Fn(Event) + Send + Sync> = Arc::new(move |event| events.event(&event));
-    let report = session.runtime.block_on(apply::execute(
+    let input = ops::ApplyInput {
+        plan: Arc::new(session.plan.clone()),
+        assignment: Arc::new(session.validation.assignment.clone()),
+        backend: Arc::new(session.backend.clone()),
+        state: session.state.clone(),
+        provider: session.provider.clone(),
+        options,
+    };
+    let report = match session.runtime.block_on(ops::apply(
+        input,
         &execution,
-        session.provider.clone(),
-        journal.clone(),
-        &options,
+        &session.facts,
         on_event,
         &|| interrupted.load(Ordering::SeqCst),
-    ));
-    // The journals' records are folded into the state file and the provider's estate, so
-    // that each reads whole.
-    match session.runtime.block_on(journal.finish()) {
-        Ok(state) => session.state = state,
-        Err(error) => {
+    )) {
+        Ok((report, state)) => {
+            session.state = state;
+            report
+        }
+        Err(ops::ApplyError::State(error)) => {
             super::state::report(&error);
             return Err(Exit::Error);
         }
-    }
-    if let Err(error) = session.runtime.block_on(session.provider.close()) {
-        eprintln!(
-            "error: closing `{}` failed: {}",
-            session.provider.describe().identity,
-            error.message
-        );
-        return Err(Exit::Error);
-    }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Err(Exit::Error);
+        }
+    };
 
     let seconds = report.elapsed.as_secs_f64();
     let summary = serde_json::json!({
@@ -296,44 +298,6 @@ fn reconcile(session: &mut Session, printer: &Printer) -> Result<(), Exit> {
             Exit::Error
         })?;
     session.refresh()
-}
-
-/// The changes and the preflight diagnostics, as `plan` computes them.
-fn build(session: &Session, targets: &[String]) -> Result<(ExecutionPlan, Vec<Diagnostic>), Exit> {
-    let mut diagnostics = session.validation.diagnostics.clone();
-    diagnostics.extend(preflight::preflight(
-        &session.plan,
-        &session.validation.assignment,
-        &session.facts,
-        Timestamp(jiff::Timestamp::now()),
-    ));
-    let released = session.state.released(session.plan.machines.names());
-    let mut execution = planner::build(
-        &session.plan,
-        &session.validation,
-        &session.facts,
-        &released,
-    );
-    if !targets.is_empty() {
-        let selected = planner::resolve_targets(&session.plan, &session.validation, targets)
-            .map_err(|message| {
-                eprintln!("error: {message}");
-                Exit::Error
-            })?;
-        execution = execution.restrict(&selected);
-    }
-    diagnostic::sort(&mut diagnostics);
-    Ok((execution, diagnostics))
-}
-
-/// Whether a fresh plan still does what the saved one showed: same changes, same settings.
-fn same_changes(saved: &PlanOutput, fresh: &ExecutionPlan) -> bool {
-    saved.changes.len() == fresh.changes.len()
-        && saved
-            .changes
-            .iter()
-            .zip(&fresh.changes)
-            .all(|(a, b)| a.id == b.id && a.settings == b.settings)
 }
 
 fn confirm(

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use lifeboat_engine::model::Plan;
 use lifeboat_engine::provider::{Facts, Provider};
-use lifeboat_engine::state::{LocalBackend, LockGuard, LockInfo, State, StateBackend};
+use lifeboat_engine::state::{LocalBackend, LockGuard, State};
 use lifeboat_engine::validate::{self, Validation};
-use lifeboat_engine::{SourceFile, load, preflight};
+use lifeboat_engine::{SourceFile, load, ops};
 
 use super::Exit;
 use crate::render::diagnostics::{counts, render_human};
@@ -72,36 +72,11 @@ pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan, Validation), Ex
 pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result<Session, Exit> {
     let (file, plan, validation) = load_valid(plan_path)?;
     let backend = super::state::backend(plan_path, &plan);
-    let lock = backend
-        .lock(LockInfo::new(operation), lock_timeout)
-        .map_err(|error| {
+    let (lock, state) =
+        ops::session::open_state(&backend, operation, lock_timeout).map_err(|error| {
             super::state::report(&error);
             Exit::Error
         })?;
-    let state = match backend.read() {
-        Ok(Some(state)) => {
-            // What a previous apply left in the journal (it was killed) is folded in now, under
-            // the lock, so that this run appends to an empty journal.
-            backend.compact(&state).map_err(|error| {
-                super::state::report(&error);
-                Exit::Error
-            })?;
-            state
-        }
-        Ok(None) => {
-            // The first command creates the state, so even the first plan has a lineage.
-            let state = State::new();
-            backend.write(&state).map_err(|error| {
-                super::state::report(&error);
-                Exit::Error
-            })?;
-            state
-        }
-        Err(error) => {
-            super::state::report(&error);
-            return Err(Exit::Error);
-        }
-    };
     let provider: Arc<dyn Provider> =
         super::provider::open(plan_path, &plan, &file).map_err(|()| Exit::Error)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -132,10 +107,9 @@ pub fn open(plan_path: &Path, operation: &str, lock_timeout: Duration) -> Result
 impl Session {
     /// Reads the facts again, and assigns master targets knowing where machines replicate.
     pub fn refresh(&mut self) -> Result<(), Exit> {
-        let request = preflight::refresh_request(&self.plan);
         self.facts = self
             .runtime
-            .block_on(self.provider.refresh(&request))
+            .block_on(ops::session::refresh(&self.plan, self.provider.as_ref()))
             .map_err(|error| {
                 let code = error
                     .code
@@ -149,22 +123,10 @@ impl Session {
                 );
                 Exit::Error
             })?;
-        let current: HashMap<String, String> = self
-            .facts
-            .machines
-            .iter()
-            .filter_map(|(name, fact)| {
-                Some((name.clone(), fact.settings.as_ref()?.master_target.clone()))
-            })
-            .collect();
-        // Validation is deterministic in the plan and the current targets: with the same
-        // targets (a fresh estate has none) the validation in hand is the answer already.
-        if current != self.validated_with {
-            let borrowed: HashMap<&str, &str> = current
-                .iter()
-                .map(|(name, target)| (name.as_str(), target.as_str()))
-                .collect();
-            self.validation = validate::validate_with(&self.plan, &borrowed);
+        if let Some((validation, current)) =
+            ops::session::revalidate(&self.plan, &self.facts, &self.validated_with)
+        {
+            self.validation = validation;
             self.validated_with = current;
         }
         Ok(())

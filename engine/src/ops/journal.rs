@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::apply::Journal;
+use crate::apply::{Journal, JournalError};
 use crate::assign::Assignment;
 use crate::diagnostic::Diagnostic;
 use crate::model::{Plan, Timestamp};
@@ -166,7 +166,7 @@ impl Journal for StateJournal {
         }
     }
 
-    async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), String> {
+    async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), JournalError> {
         let Some(kind) = change.action.operation() else {
             return Ok(());
         };
@@ -189,7 +189,7 @@ impl Journal for StateJournal {
             )
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| JournalError::new(e.to_string()))
     }
 
     async fn after(
@@ -197,7 +197,7 @@ impl Journal for StateJournal {
         change: &Change,
         operation: &OperationId,
         outcome: &Result<OperationOutcome, ProviderError>,
-    ) -> Result<(), String> {
+    ) -> Result<(), JournalError> {
         let machine = change.machine();
         self.update(machine, |state| {
             if change.action == Action::Release {
@@ -209,7 +209,7 @@ impl Journal for StateJournal {
             }
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| JournalError::new(e.to_string()))
     }
 }
 

@@ -44,6 +44,8 @@ pub mod codes {
     pub const PREFLIGHT_NAME_CLASH: &str = "preflight::name-clash";
     pub const PREFLIGHT_ESXI_MEMORY: &str = "preflight::esxi-memory";
     pub const PREFLIGHT_MAINTENANCE_WINDOW: &str = "preflight::maintenance-window";
+    /// The plan names a machine the provider does not know (not a replicated item).
+    pub const PREFLIGHT_MACHINE_MISSING: &str = "preflight::machine-missing";
 
     /// The preflight codes, in the order DESIGN.md §5 lists them.
     pub const PREFLIGHT: &[&str] = &[
@@ -62,6 +64,7 @@ pub mod codes {
         PREFLIGHT_NAME_CLASH,
         PREFLIGHT_ESXI_MEMORY,
         PREFLIGHT_MAINTENANCE_WINDOW,
+        PREFLIGHT_MACHINE_MISSING,
     ];
 
     // Failures of an apply that are lifeboat's, not the provider's.
@@ -74,6 +77,8 @@ pub mod codes {
     pub const WORLD_SYNTAX: &str = "world::syntax";
     pub const WORLD_SCHEMA: &str = "world::schema";
     pub const WORLD_UNKNOWN_REFERENCE: &str = "world::unknown-reference";
+    /// The plan's `provider.sim.world` names no file.
+    pub const WORLD_MISSING: &str = "world::missing";
 
     /// The static codes, in the order DESIGN.md §5 lists them.
     pub const STATIC: &[&str] = &[

@@ -274,7 +274,7 @@ fn checks(
         let Some(machine_facts) = facts.machines.get(name.value.as_str()) else {
             out.push(
                 Diagnostic::error(
-                    codes::PREFLIGHT_UNSUPPORTED_FAILBACK,
+                    codes::PREFLIGHT_MACHINE_MISSING,
                     format!("machine `{}` is not a replicated item the provider knows", name.value),
                 )
                 .with_label(name.span, "not found at the site")

@@ -22,9 +22,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lifeboat_engine::Diagnostic;
 use lifeboat_engine::apply::{ApplyOptions, Event, RetryPolicy};
 use lifeboat_engine::model::Timestamp;
-use lifeboat_engine::ops::{self, Recheck, ReconcileError, Reconciled, StateJournal};
+use lifeboat_engine::ops::{self, ReconcileError, Reconciled};
 use lifeboat_engine::planner::output::PlanOutput;
-use lifeboat_engine::planner::{self, ExecutionPlan};
+use lifeboat_engine::planner::ExecutionPlan;
 use lifeboat_engine::saved::{self, SavedPlan};
 use lifeboat_engine::state::PendingOperation;
 

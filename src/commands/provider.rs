@@ -85,7 +85,7 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn 
     }
     if !path.exists() {
         let diagnostic = Diagnostic::error(
-            codes::WORLD_SYNTAX,
+            codes::WORLD_MISSING,
             format!("the world file `{}` does not exist", path.display()),
         )
         .with_label(config.world.span, "no world here")

@@ -161,6 +161,7 @@ fn every_preflight_code_has_a_test() {
         codes::PREFLIGHT_NAME_CLASH,
         codes::PREFLIGHT_ESXI_MEMORY,
         codes::PREFLIGHT_MAINTENANCE_WINDOW,
+        codes::PREFLIGHT_MACHINE_MISSING,
     ];
     assert_eq!(
         BTreeSet::from(tested),
@@ -403,4 +404,19 @@ fn machines_at_the_goal_are_not_checked() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("No changes."));
+}
+
+/// A machine the plan names that the site does not have is its own error, not one of the
+/// unsupported-failback cases (whose message would be about something else).
+#[test]
+fn a_machine_missing_at_the_site() {
+    let output = breaks(codes::PREFLIGHT_MACHINE_MISSING, "reprotected", "", |w| {
+        w.machines.remove("web-01");
+    });
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`web-01` is not a replicated item the provider knows"),
+        "{stderr}"
+    );
 }

@@ -212,7 +212,10 @@ fn apply_part() {
         let cpu = apply
             .cpu
             .map_or_else(|| "—".to_string(), |c| format!("{:.2} s", c.as_secs_f64()));
-        println!("{machines:>9}  {}  {cpu:>10}  {per_op:>11.2} ms", show(apply));
+        println!(
+            "{machines:>9}  {}  {cpu:>10}  {per_op:>11.2} ms",
+            show(apply)
+        );
         rows.push((machines, apply));
     }
     for pair in rows.windows(2) {

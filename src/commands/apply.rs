@@ -23,8 +23,8 @@ use lifeboat_engine::Diagnostic;
 use lifeboat_engine::apply::{ApplyOptions, Event, RetryPolicy};
 use lifeboat_engine::model::Timestamp;
 use lifeboat_engine::ops::{self, ReconcileError, Reconciled};
-use lifeboat_engine::planner::output::PlanOutput;
 use lifeboat_engine::planner::ExecutionPlan;
+use lifeboat_engine::planner::output::PlanOutput;
 use lifeboat_engine::saved::{self, SavedPlan};
 use lifeboat_engine::state::PendingOperation;
 

@@ -6,7 +6,9 @@
 //! - failed → the record is dropped; the change is planned again;
 //! - unknown to the provider (it never reached it) → the record is dropped and planned again.
 
-use crate::provider::{OperationRequest, OperationStatus, Provider, ProviderError, Stage};
+use crate::provider::{
+    OperationId, OperationRequest, OperationStatus, Provider, ProviderError, Stage,
+};
 use crate::state::{PendingOperation, State, StateBackend, StateError};
 
 /// What reconciliation did with one pending operation, as it happens.
@@ -31,9 +33,9 @@ pub enum Reconciled {
 /// Why reconciliation stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    #[error("cannot read the status of operation `{}`: {}", .operation.id, .error.message)]
+    #[error("cannot read the status of operation `{operation}`: {}", .error.message)]
     Status {
-        operation: PendingOperation,
+        operation: OperationId,
         error: ProviderError,
     },
     #[error(transparent)]
@@ -59,7 +61,7 @@ pub async fn reconcile(
                 .status(&operation.id)
                 .await
                 .map_err(|error| ReconcileError::Status {
-                    operation: operation.clone(),
+                    operation: operation.id.clone(),
                     error,
                 })?;
         let outcome = match status {

@@ -47,6 +47,8 @@ pub mod codes {
     pub const PREFLIGHT_ESXI_MEMORY: &str = "preflight::esxi-memory";
     pub const PREFLIGHT_MAINTENANCE_WINDOW: &str = "preflight::maintenance-window";
     pub const PREFLIGHT_LOCKED_SETTING: &str = "preflight::locked-setting";
+    /// The plan names a machine the provider does not know (not a replicated item).
+    pub const PREFLIGHT_MACHINE_MISSING: &str = "preflight::machine-missing";
 
     /// The preflight codes, in the order DESIGN.md §5 lists them.
     pub const PREFLIGHT: &[&str] = &[
@@ -66,12 +68,21 @@ pub mod codes {
         PREFLIGHT_ESXI_MEMORY,
         PREFLIGHT_MAINTENANCE_WINDOW,
         PREFLIGHT_LOCKED_SETTING,
+        PREFLIGHT_MACHINE_MISSING,
     ];
+
+    // Failures of an apply that are lifeboat's, not the provider's.
+    /// The state journal could not record an operation.
+    pub const APPLY_JOURNAL: &str = "apply::journal";
+    /// The task that ran an operation panicked (a bug in lifeboat or the provider).
+    pub const APPLY_TASK_PANICKED: &str = "apply::task-panicked";
 
     /// Problems in a `sim` world file (not a plan file, so not `plan::*`).
     pub const WORLD_SYNTAX: &str = "world::syntax";
     pub const WORLD_SCHEMA: &str = "world::schema";
     pub const WORLD_UNKNOWN_REFERENCE: &str = "world::unknown-reference";
+    /// The plan's `provider.sim.world` names no file.
+    pub const WORLD_MISSING: &str = "world::missing";
 
     /// The static codes, in the order DESIGN.md §5 lists them.
     pub const STATIC: &[&str] = &[

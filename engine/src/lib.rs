@@ -12,6 +12,7 @@ pub mod generate;
 pub mod input;
 pub mod load;
 pub mod model;
+pub mod ops;
 pub mod paths;
 pub mod planner;
 pub mod preflight;

@@ -121,6 +121,38 @@ impl Pending {
     }
 }
 
+/// What each selected machine (a contiguous range of the plan's machines: all of them, or
+/// one) still has to go through; `None` for a machine the site does not have.
+struct Pendings {
+    offset: usize,
+    list: Vec<Option<Pending>>,
+}
+
+impl Pendings {
+    fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.list.len()
+    }
+}
+
+/// Machines outside the range have nothing pending here.
+impl std::ops::Index<usize> for Pendings {
+    type Output = Option<Pending>;
+
+    fn index(&self, m: usize) -> &Option<Pending> {
+        m.checked_sub(self.offset)
+            .and_then(|i| self.list.get(i))
+            .unwrap_or(&None)
+    }
+}
+
+/// The plan's machines in `range`, with their positions.
+fn machines_in(
+    plan: &Plan,
+    range: std::ops::Range<usize>,
+) -> impl Iterator<Item = (usize, (&Spanned<String>, &Spanned<Machine>))> + '_ {
+    range.map(|m| (m, plan.machines.get_index(m)))
+}
+
 /// Facts a provider could not observe, gathered per check so each check warns once.
 #[derive(Default)]
 struct Unchecked {
@@ -216,24 +248,25 @@ fn checks(
     now: Timestamp,
     only: Option<usize>,
 ) -> Vec<Diagnostic> {
-    let selected = |m: usize| only.is_none_or(|o| o == m);
     let mut out = Vec::new();
     let mut unchecked = Unchecked::default();
     let goal = Stage::from_goal(plan.goal());
 
-    let pending: Vec<Option<Pending>> = plan
-        .machines
-        .iter()
-        .enumerate()
-        .map(|(m, (name, _))| {
-            facts
-                .machines
-                .get(name.value.as_str())
-                .filter(|_| selected(m))
-                .map(|f| Pending::new(f.stage, goal))
-        })
-        .collect();
-    let any = |pick: fn(Pending) -> bool| pending.iter().flatten().any(|p| pick(*p));
+    // Only the selected machines are looked at: the re-check before each operation costs
+    // one machine's checks, not the estate's.
+    let range = only.map_or(0..plan.machines.len(), |m| m..m + 1);
+    let pending = Pendings {
+        offset: range.start,
+        list: machines_in(plan, range.clone())
+            .map(|(_, (name, _))| {
+                facts
+                    .machines
+                    .get(name.value.as_str())
+                    .map(|f| Pending::new(f.stage, goal))
+            })
+            .collect(),
+    };
+    let any = |pick: fn(Pending) -> bool| pending.list.iter().flatten().any(|p| pick(*p));
     let any_reprotect = any(|p| p.reprotect);
     let any_failback = any(|p| p.failback);
     let any_commit = any(|p| p.commit);
@@ -262,14 +295,11 @@ fn checks(
     let mut memory: HashMap<&str, HostDemand> = HashMap::new();
     let mut capacity: HashMap<&str, HostDemand> = HashMap::new();
 
-    for (m, (name, machine)) in plan.machines.iter().enumerate() {
-        if !selected(m) {
-            continue;
-        }
+    for (m, (name, machine)) in machines_in(plan, range.clone()) {
         let Some(machine_facts) = facts.machines.get(name.value.as_str()) else {
             out.push(
                 Diagnostic::error(
-                    codes::PREFLIGHT_UNSUPPORTED_FAILBACK,
+                    codes::PREFLIGHT_MACHINE_MISSING,
                     format!("machine `{}` is not a replicated item the provider knows", name.value),
                 )
                 .with_label(name.span, "not found at the site")
@@ -691,14 +721,14 @@ fn master_targets(
     plan: &Plan,
     assignment: &Assignment,
     facts: &Facts,
-    pending: &[Option<Pending>],
+    pending: &Pendings,
     out: &mut Vec<Diagnostic>,
     unchecked: &mut Unchecked,
 ) {
     // Disks each master target takes on with the reprotects still to run.
     let mut new_disks = vec![0usize; plan.master_targets.len()];
     let mut serves = vec![false; plan.master_targets.len()];
-    for (m, (_, machine)) in plan.machines.iter().enumerate() {
+    for (m, (_, machine)) in machines_in(plan, pending.range()) {
         if let (Some(mt), Some(p)) = (assignment.machine_target[m], pending[m])
             && p.reprotect
         {
@@ -868,7 +898,7 @@ fn disk_uuids(
     plan: &Plan,
     assignment: &Assignment,
     facts: &Facts,
-    pending: &[Option<Pending>],
+    pending: &Pendings,
     out: &mut Vec<Diagnostic>,
     unchecked: &mut Unchecked,
 ) {
@@ -887,7 +917,7 @@ fn disk_uuids(
         }
     }
     let reprotects = |m: usize| pending[m].is_some_and(|p| p.reprotect);
-    for (m, (name, _)) in plan.machines.iter().enumerate() {
+    for (m, (name, _)) in machines_in(plan, pending.range()) {
         let Some(machine_facts) = facts.machines.get(name.value.as_str()) else {
             continue;
         };
@@ -1348,16 +1378,12 @@ fn esxi_memory(
     }
 }
 
-fn maintenance_window(
-    plan: &Plan,
-    pending: &[Option<Pending>],
-    now: Timestamp,
-    out: &mut Vec<Diagnostic>,
-) {
+fn maintenance_window(plan: &Plan, pending: &Pendings, now: Timestamp, out: &mut Vec<Diagnostic>) {
     let Some(window) = &plan.maintenance_window else {
         return;
     };
     let count = pending
+        .list
         .iter()
         .flatten()
         .filter(|p| p.failback || p.commit)

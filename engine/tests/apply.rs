@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lifeboat_engine::apply::{self, ApplyOptions, ApplyReport, Event, Journal, RetryPolicy};
+use lifeboat_engine::apply::{
+    self, ApplyOptions, ApplyReport, Event, Journal, JournalError, RetryPolicy,
+};
 use lifeboat_engine::model::Recovery;
 use lifeboat_engine::planner::{self, Change, ExecutionPlan, Node};
 use lifeboat_engine::provider::facts::{AppliedSettings, Facts, MachineFacts};
@@ -165,6 +167,8 @@ struct Fake {
     trace: Trace,
     /// The provider's own concurrency limit, if any.
     limit: Option<usize>,
+    /// Calls that panic (a bug in a provider), before they are sent anywhere.
+    panics: HashSet<Key>,
 }
 
 fn key(machine: &str, kind: OperationKind) -> Key {
@@ -225,6 +229,7 @@ impl Provider for Fake {
     async fn run(&self, request: &OperationRequest) -> Result<OperationOutcome, ProviderError> {
         let start = Instant::now();
         let k = key(&request.machine, request.kind);
+        assert!(!self.panics.contains(&k), "the fake provider panics here");
         let id = request.id.0.clone();
         self.trace
             .lock()
@@ -282,7 +287,7 @@ struct RecordingJournal {
 
 #[async_trait::async_trait]
 impl Journal for RecordingJournal {
-    async fn before(&self, _: &Change, operation: &OperationId) -> Result<(), String> {
+    async fn before(&self, _: &Change, operation: &OperationId) -> Result<(), JournalError> {
         self.trace
             .lock()
             .expect("trace lock")
@@ -295,7 +300,7 @@ impl Journal for RecordingJournal {
         _: &Change,
         operation: &OperationId,
         _: &Result<OperationOutcome, ProviderError>,
-    ) -> Result<(), String> {
+    ) -> Result<(), JournalError> {
         self.trace
             .lock()
             .expect("trace lock")
@@ -1047,4 +1052,27 @@ async fn an_interruption_stops_new_starts_and_lets_running_ones_finish() {
         assert_eq!(sorted(report.not_started.clone()), sorted(rest));
         assert!(!report.is_success());
     }
+}
+
+/// A provider task that panics is its change's failure, a root cause with its own code: what
+/// depends on it is skipped and the independent machines finish.
+#[tokio::test(start_paused = true)]
+async fn a_provider_task_that_panics_is_a_root_cause_not_an_abort() {
+    let plan = build("failed-back", &independent_machines(3));
+    let mut fake = Fake::default();
+    fake.panics.insert(key("m1", OperationKind::Reprotect));
+    let (outcome, _) = execute(&plan, fake, &options()).await;
+
+    assert_eq!(outcome.failed_ids(), ["reprotect machine.m1"]);
+    let error = outcome.error_of("reprotect machine.m1");
+    assert_eq!(error.code.as_deref(), Some("apply::task-panicked"));
+    assert!(error.message.contains("panicked"), "{}", error.message);
+    assert_eq!(
+        outcome.report.skipped,
+        [(
+            "failback machine.m1".to_string(),
+            "reprotect machine.m1".to_string()
+        )]
+    );
+    assert_eq!(outcome.report.succeeded.len(), 4, "{:?}", outcome.report);
 }

@@ -1,17 +1,17 @@
-//! `lifeboat apply`: carry a plan out, crash-safe.
+//! `lifeboat apply`: carry a plan out, crash-safe. This module parses, asks and renders; the
+//! engine's `ops` does the work.
 //!
 //! 1. Open the session (plan, state lock, provider, facts). `apply SAVED` opens the plan the
 //!    saved plan was made from, and refuses a stale one.
-//! 2. Reconcile: operations a previous run recorded as pending are resolved by asking the
-//!    provider about their id (finished → recorded; running → awaited; never started →
-//!    dropped and planned again), before anything new is planned.
-//! 3. Plan, preflight, show the plan and ask for `yes` (unless `--auto-approve`, or a saved
-//!    plan, which was reviewed when it was saved).
-//! 4. Execute the DAG. The state is the journal: each operation is recorded as pending before
-//!    it is sent and completed after, each write atomic, so a crash at any moment leaves a
-//!    state the next run can reconcile, and no operation is sent twice.
+//! 2. Reconcile (`ops::reconcile`): operations a previous run recorded as pending are
+//!    resolved by asking the provider about their id (finished → recorded; running → awaited;
+//!    never started → dropped and planned again), before anything new is planned.
+//! 3. Plan (`ops::plan`, the same assembly as `lifeboat plan`), show the plan and ask for
+//!    `yes` (unless `--auto-approve`, or a saved plan, which was reviewed when it was saved).
+//! 4. Execute the DAG (`ops::apply`). The state is the journal: each operation is recorded as
+//!    pending before it is sent and completed after, each record flushed to disk, so a crash
+//!    at any moment leaves a state the next run can reconcile, and no operation is sent twice.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,16 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lifeboat_engine::apply::{self, ApplyOptions, Event, Journal, RetryPolicy};
+use lifeboat_engine::Diagnostic;
+use lifeboat_engine::apply::{ApplyOptions, Event, RetryPolicy};
 use lifeboat_engine::model::Timestamp;
+use lifeboat_engine::ops::{self, ReconcileError, Reconciled};
+use lifeboat_engine::planner::ExecutionPlan;
 use lifeboat_engine::planner::output::PlanOutput;
-use lifeboat_engine::planner::{self, Action, Change, ExecutionPlan};
-use lifeboat_engine::provider::{
-    OperationId, OperationOutcome, OperationRequest, OperationStatus, ProviderError, Stage,
-};
 use lifeboat_engine::saved::{self, SavedPlan};
-use lifeboat_engine::state::{LocalBackend, PendingOperation, State, StateBackend};
-use lifeboat_engine::{Diagnostic, diagnostic, preflight};
+use lifeboat_engine::state::PendingOperation;
 
 use super::Exit;
 use super::pipeline::{self, Session};
@@ -93,7 +91,22 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         return Err(Exit::Error);
     }
     let targets = saved.as_ref().map_or(args.targets, |s| &s.targets[..]);
-    let (execution, diagnostics) = build(&session, targets)?;
+    let ops::Planned {
+        execution,
+        diagnostics,
+        ..
+    } = ops::plan(
+        &session.plan,
+        &session.validation,
+        &session.facts,
+        &session.state,
+        targets,
+        Timestamp(jiff::Timestamp::now()),
+    )
+    .map_err(|error| {
+        eprintln!("error: {error}");
+        Exit::Error
+    })?;
     if diagnostics.iter().any(Diagnostic::is_error) {
         eprint!("{}", render_human(&diagnostics, &session.file));
         eprintln!(
@@ -103,7 +116,7 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         return Err(Exit::Error);
     }
     if let Some(saved) = &saved
-        && !same_changes(&saved.output, &execution)
+        && !ops::same_changes(&saved.output, &execution)
     {
         eprintln!(
             "error: the saved plan `{}` is stale: the sites changed since it was saved, so it would no longer do what was reviewed",
@@ -143,32 +156,6 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
             .as_ref()
             .map(|w| (w.start.value.0, w.end.value.0)),
     };
-    let journal = Arc::new(StateJournal {
-        backend: session.backend.clone(),
-        state: Mutex::new(Versioned {
-            state: session.state.clone(),
-            version: 0,
-        }),
-        written: tokio::sync::Mutex::new(0),
-        preflight: Recheck {
-            plan: session.plan.clone(),
-            assignment: session.validation.assignment.clone(),
-            provider: session.provider.clone(),
-            index: session
-                .plan
-                .machines
-                .names()
-                .enumerate()
-                .map(|(m, name)| (name.to_string(), m))
-                .collect(),
-        },
-        stages: session
-            .facts
-            .machines
-            .iter()
-            .map(|(name, fact)| (name.clone(), fact.stage))
-            .collect(),
-    });
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     session.runtime.spawn(async move {
@@ -179,14 +166,34 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
     let printer = printer.with_bar(execution.changes.len());
     let events = printer.clone();
     let on_event: Arc<dyn Fn(Event) + Send + Sync> = Arc::new(move |event| events.event(&event));
-    let report = session.runtime.block_on(apply::execute(
+    let input = ops::ApplyInput {
+        plan: Arc::new(session.plan.clone()),
+        assignment: Arc::new(session.validation.assignment.clone()),
+        backend: Arc::new(session.backend.clone()),
+        state: session.state.clone(),
+        provider: session.provider.clone(),
+        options,
+    };
+    let report = match session.runtime.block_on(ops::apply(
+        input,
         &execution,
-        session.provider.clone(),
-        journal,
-        &options,
+        &session.facts,
         on_event,
         &|| interrupted.load(Ordering::SeqCst),
-    ));
+    )) {
+        Ok((report, state)) => {
+            session.state = state;
+            report
+        }
+        Err(ops::ApplyError::State(error)) => {
+            super::state::report(&error);
+            return Err(Exit::Error);
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Err(Exit::Error);
+        }
+    };
 
     let seconds = report.elapsed.as_secs_f64();
     let summary = serde_json::json!({
@@ -254,122 +261,56 @@ fn read_saved(path: &Path) -> Result<Option<SavedPlan>, Exit> {
     })
 }
 
-/// Resolves the operations a previous run left pending, by asking the provider.
+/// Resolves the operations a previous run left pending, by asking the provider (the engine's
+/// [`ops::reconcile`]), printing a note for each.
 fn reconcile(session: &mut Session, printer: &Printer) -> Result<(), Exit> {
-    let pending: Vec<PendingOperation> = session
-        .state
-        .machines
-        .values()
-        .filter_map(|m| m.pending.clone())
-        .collect();
-    if pending.is_empty() {
+    if session.state.machines.values().all(|m| m.pending.is_none()) {
         return Ok(());
     }
-    for operation in pending {
-        let status = session
-            .runtime
-            .block_on(session.provider.status(&operation.id))
-            .map_err(|error| {
-                eprintln!(
-                    "error: cannot read the status of operation `{}`: {}",
-                    operation.id, error.message
-                );
-                Exit::Error
-            })?;
-        let what = format!(
-            "{} machine.{} (operation `{}`)",
-            operation.kind, operation.machine, operation.id
-        );
-        let outcome = match status {
-            OperationStatus::Succeeded => Some(Ok(operation.kind.to_stage())),
-            OperationStatus::Running => {
-                printer.note(&format!(
-                    "waiting for {what}, still running from a previous run"
-                ));
-                let request = OperationRequest {
-                    id: operation.id.clone(),
-                    machine: operation.machine.clone(),
-                    kind: operation.kind,
-                    reprotect: operation.settings.clone(),
-                };
-                Some(
-                    session
-                        .runtime
-                        .block_on(session.provider.run(&request))
-                        .map(|o| o.stage),
-                )
-            }
-            OperationStatus::Unknown => None,
-            OperationStatus::Failed(error) => Some(Err(error)),
+    let mut note = |event: Reconciled| {
+        let what = |operation: &PendingOperation| {
+            format!(
+                "{} machine.{} (operation `{}`)",
+                operation.kind, operation.machine, operation.id
+            )
         };
-        let result = match outcome {
-            Some(Ok(stage)) => {
-                printer.note(&format!(
-                    "recorded {what}: it finished while lifeboat was away"
-                ));
-                session
-                    .state
-                    .complete(&operation.id, stage, BTreeMap::new())
+        printer.note(&match event {
+            Reconciled::Waiting { operation } => format!(
+                "waiting for {}, still running from a previous run",
+                what(&operation)
+            ),
+            Reconciled::Recorded { operation, .. } => format!(
+                "recorded {}: it finished while lifeboat was away",
+                what(&operation)
+            ),
+            Reconciled::Failed { operation, error } => format!(
+                "{} failed in the previous run: {}",
+                what(&operation),
+                error.message
+            ),
+            Reconciled::NeverStarted { operation } => format!(
+                "{} never reached the provider; it is planned again",
+                what(&operation)
+            ),
+        });
+    };
+    let Session {
+        runtime,
+        state,
+        backend,
+        provider,
+        ..
+    } = session;
+    runtime
+        .block_on(ops::reconcile(state, backend, provider.as_ref(), &mut note))
+        .map_err(|error| {
+            match error {
+                ReconcileError::State(error) => super::state::report(&error),
+                other => eprintln!("error: {other}"),
             }
-            Some(Err(error)) => {
-                printer.note(&format!(
-                    "{what} failed in the previous run: {}",
-                    error.message
-                ));
-                session.state.abandon(&operation.id)
-            }
-            None => {
-                printer.note(&format!(
-                    "{what} never reached the provider; it is planned again"
-                ));
-                session.state.abandon(&operation.id)
-            }
-        };
-        result.map_err(|error| {
-            super::state::report(&error);
             Exit::Error
         })?;
-        session.write_state()?;
-    }
     session.refresh()
-}
-
-/// The changes and the preflight diagnostics, as `plan` computes them.
-fn build(session: &Session, targets: &[String]) -> Result<(ExecutionPlan, Vec<Diagnostic>), Exit> {
-    let mut diagnostics = session.validation.diagnostics.clone();
-    diagnostics.extend(preflight::preflight(
-        &session.plan,
-        &session.validation.assignment,
-        &session.facts,
-        Timestamp(jiff::Timestamp::now()),
-    ));
-    let released = session.state.released(session.plan.machines.names());
-    let mut execution = planner::build(
-        &session.plan,
-        &session.validation,
-        &session.facts,
-        &released,
-    );
-    if !targets.is_empty() {
-        let selected = planner::resolve_targets(&session.plan, &session.validation, targets)
-            .map_err(|message| {
-                eprintln!("error: {message}");
-                Exit::Error
-            })?;
-        execution = execution.restrict(&selected);
-    }
-    diagnostic::sort(&mut diagnostics);
-    Ok((execution, diagnostics))
-}
-
-/// Whether a fresh plan still does what the saved one showed: same changes, same settings.
-fn same_changes(saved: &PlanOutput, fresh: &ExecutionPlan) -> bool {
-    saved.changes.len() == fresh.changes.len()
-        && saved
-            .changes
-            .iter()
-            .zip(&fresh.changes)
-            .all(|(a, b)| a.id == b.id && a.settings == b.settings)
 }
 
 fn confirm(
@@ -405,157 +346,6 @@ fn confirm(
         return Err(Exit::Error);
     }
     Ok(())
-}
-
-/// The state as the write-ahead journal of the executor, and the per-operation preflight.
-///
-/// Writes are committed in groups: a change is made to the state in memory at once, and the
-/// caller then waits until a write that contains it is on disk. One write (with its fsync)
-/// at a time runs; the changes made meanwhile share the next one. One write per change made
-/// every operation wait for two fsyncs in a queue of all the others, so an apply of many
-/// short operations was bound by the disk's flush latency, not by the operations.
-struct StateJournal {
-    backend: LocalBackend,
-    state: Mutex<Versioned>,
-    /// Held by the one write in progress; the version of the state on disk.
-    written: tokio::sync::Mutex<u64>,
-    /// Each machine's stage when the apply started, for machines new to the state.
-    stages: HashMap<String, Stage>,
-    preflight: Recheck,
-}
-
-/// What re-running one machine's preflight checks needs. Owned (the executor's tasks outlive
-/// any borrow of the session), and cheap: one targeted refresh per operation.
-struct Recheck {
-    plan: lifeboat_engine::Plan,
-    assignment: lifeboat_engine::assign::Assignment,
-    provider: Arc<dyn lifeboat_engine::provider::Provider>,
-    index: HashMap<String, usize>,
-}
-
-impl Recheck {
-    async fn check(&self, change: &Change) -> Result<(), ProviderError> {
-        let Some(&m) = self.index.get(change.machine()) else {
-            return Ok(());
-        };
-        let request = preflight::refresh_request_for(&self.plan, &self.assignment, m);
-        let facts = self.provider.refresh(&request).await?;
-        let now = Timestamp(jiff::Timestamp::now());
-        let diagnostics =
-            preflight::preflight_machine(&self.plan, &self.assignment, &facts, now, m);
-        match diagnostics.into_iter().find(Diagnostic::is_error) {
-            None => Ok(()),
-            Some(error) => Err(ProviderError::permanent(
-                Some(error.code.to_string()),
-                format!(
-                    "preflight, right before `{}`: {}{}",
-                    change.id,
-                    error.message,
-                    error.help.map(|h| format!(" ({h})")).unwrap_or_default()
-                ),
-            )),
-        }
-    }
-}
-
-/// The state in memory, and how many changes it has had since the apply started.
-struct Versioned {
-    state: State,
-    version: u64,
-}
-
-impl StateJournal {
-    /// Changes the state, and returns once a write that contains the change is on disk.
-    async fn update(
-        &self,
-        change: impl FnOnce(&mut State) -> Result<bool, String>,
-    ) -> Result<(), String> {
-        let mine = {
-            // A poisoned lock means a panic elsewhere mid-update; every change either
-            // returns an error before touching the state or completes, so it is consistent.
-            let mut current = self
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !change(&mut current.state)? {
-                return Ok(());
-            }
-            current.version += 1;
-            current.version
-        };
-        let mut written = self.written.lock().await;
-        if *written >= mine {
-            // Another task's write, made while this one waited, already holds the change.
-            return Ok(());
-        }
-        let (snapshot, version) = {
-            let current = self
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (current.state.clone(), current.version)
-        };
-        let backend = self.backend.clone();
-        tokio::task::spawn_blocking(move || backend.write(&snapshot))
-            .await
-            .map_err(|e| format!("the state write was interrupted: {e}"))?
-            .map_err(|e| e.to_string())?;
-        *written = version;
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl Journal for StateJournal {
-    async fn check(&self, change: &Change) -> Result<(), ProviderError> {
-        self.preflight.check(change).await
-    }
-
-    async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), String> {
-        let Some(kind) = change.action.operation() else {
-            return Ok(());
-        };
-        let machine = change.machine().to_string();
-        let current = self
-            .stages
-            .get(&machine)
-            .copied()
-            .unwrap_or(Stage::FailedOver);
-        self.update(|state| {
-            state
-                .record_pending(
-                    current,
-                    PendingOperation {
-                        id: operation.clone(),
-                        kind,
-                        machine,
-                        started_at: Timestamp(jiff::Timestamp::now()),
-                        settings: change.settings.clone(),
-                    },
-                )
-                .map_err(|e| e.to_string())
-        })
-        .await
-    }
-
-    async fn after(
-        &self,
-        change: &Change,
-        operation: &OperationId,
-        outcome: &Result<OperationOutcome, ProviderError>,
-    ) -> Result<(), String> {
-        self.update(|state| {
-            if change.action == Action::Release {
-                return Ok(state.release(change.machine()));
-            }
-            match outcome {
-                Ok(done) => state.complete(operation, done.stage, BTreeMap::new()),
-                Err(_) => state.abandon(operation),
-            }
-            .map_err(|e| e.to_string())
-        })
-        .await
-    }
 }
 
 /// Progress for people or machines: on a terminal a bar (done, running, failed, elapsed)

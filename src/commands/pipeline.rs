@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use lifeboat_engine::model::Plan;
 use lifeboat_engine::provider::{Facts, Provider};
-use lifeboat_engine::state::{LocalBackend, LockGuard, LockInfo, State, StateBackend};
+use lifeboat_engine::state::{LocalBackend, LockGuard, State};
 use lifeboat_engine::validate::{self, Validation};
-use lifeboat_engine::{SourceFile, load, preflight};
+use lifeboat_engine::{SourceFile, load, ops};
 
 use super::Exit;
 use crate::render::diagnostics::{counts, render_human};
@@ -86,32 +86,11 @@ pub fn open(
         eprint!("{}", render_human(&[*diagnostic], &file));
         Exit::Error
     })?;
-    let lock = match lock_timeout {
-        Some(timeout) => Some(backend.lock(LockInfo::new(operation), timeout).map_err(
-            |error| {
-                super::state::report(&error);
-                Exit::Error
-            },
-        )?),
-        None => None,
-    };
-    let state = match backend.read() {
-        Ok(Some(state)) => state,
-        Ok(None) if lock.is_none() => State::new(),
-        Ok(None) => {
-            // The first command creates the state, so even the first plan has a lineage.
-            let state = State::new();
-            backend.write(&state).map_err(|error| {
-                super::state::report(&error);
-                Exit::Error
-            })?;
-            state
-        }
-        Err(error) => {
+    let (lock, state) =
+        ops::session::open_state(&backend, operation, lock_timeout).map_err(|error| {
             super::state::report(&error);
-            return Err(Exit::Error);
-        }
-    };
+            Exit::Error
+        })?;
     let provider: Arc<dyn Provider> =
         super::provider::open(plan_path, &plan, &file).map_err(|()| Exit::Error)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -142,10 +121,9 @@ pub fn open(
 impl Session {
     /// Reads the facts again, and assigns master targets knowing where machines replicate.
     pub fn refresh(&mut self) -> Result<(), Exit> {
-        let request = preflight::refresh_request(&self.plan);
         self.facts = self
             .runtime
-            .block_on(self.provider.refresh(&request))
+            .block_on(ops::session::refresh(&self.plan, self.provider.as_ref()))
             .map_err(|error| {
                 let code = error
                     .code
@@ -159,22 +137,10 @@ impl Session {
                 );
                 Exit::Error
             })?;
-        let current: HashMap<String, String> = self
-            .facts
-            .machines
-            .iter()
-            .filter_map(|(name, fact)| {
-                Some((name.clone(), fact.settings.as_ref()?.master_target.clone()?))
-            })
-            .collect();
-        // Validation is deterministic in the plan and the current targets: with the same
-        // targets (a fresh estate has none) the validation in hand is the answer already.
-        if current != self.validated_with {
-            let borrowed: HashMap<&str, &str> = current
-                .iter()
-                .map(|(name, target)| (name.as_str(), target.as_str()))
-                .collect();
-            self.validation = validate::validate_with(&self.plan, &borrowed);
+        if let Some((validation, current)) =
+            ops::session::revalidate(&self.plan, &self.facts, &self.validated_with)
+        {
+            self.validation = validation;
             self.validated_with = current;
         }
         Ok(())
@@ -187,13 +153,5 @@ impl Session {
     pub fn finish(mut self) {
         drop(self.lock.take());
         std::mem::forget(self);
-    }
-
-    /// Writes the state, reporting a failure.
-    pub fn write_state(&self) -> Result<(), Exit> {
-        self.backend.write(&self.state).map_err(|error| {
-            super::state::report(&error);
-            Exit::Error
-        })
     }
 }

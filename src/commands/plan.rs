@@ -10,20 +10,18 @@
 //! and creates the state when there is none, so that even the first plan has a lineage. It
 //! changes nothing else: the state is written only at creation.
 
-use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use lifeboat_engine::diagnostic::{JsonDiagnostic, codes};
+use lifeboat_engine::diagnostic::JsonDiagnostic;
 use lifeboat_engine::model::ProviderConfig;
 use lifeboat_engine::model::Timestamp;
-use lifeboat_engine::planner::ExecutionPlan;
 use lifeboat_engine::planner::output::PlanOutput;
 use lifeboat_engine::provider::Provider;
 use lifeboat_engine::saved::{self, PlanFileRef, ProviderRef, SavedPlan, SavedPlanKind};
-use lifeboat_engine::state::{State, drift};
-use lifeboat_engine::{Diagnostic, SourceFile, diagnostic, planner, preflight};
+use lifeboat_engine::state::State;
+use lifeboat_engine::{Diagnostic, SourceFile, ops};
 
 use super::Exit;
 use super::pipeline::{self, Session};
@@ -64,37 +62,27 @@ fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
         facts,
         ..
     } = &session;
-    let targets = planner::resolve_targets(plan, validation, args.targets).map_err(|message| {
-        eprintln!("error: {message}");
+    let planned = if args.refresh_only {
+        ops::refresh_only(plan, validation, facts, state, args.targets)
+    } else {
+        ops::plan(
+            plan,
+            validation,
+            facts,
+            state,
+            args.targets,
+            Timestamp(jiff::Timestamp::now()),
+        )
+    }
+    .map_err(|error| {
+        eprintln!("error: {error}");
         Exit::Error
     })?;
-
-    let mut diagnostics = validation.diagnostics.clone();
-    let execution = if args.refresh_only {
-        // A refresh-only plan changes nothing, so the preflight checks of what `apply` would
-        // do do not apply; it only reports drift.
-        ExecutionPlan {
-            goal: plan.goal(),
-            changes: Vec::new(),
-            graph: Default::default(),
-            untouched: Vec::new(),
-        }
-    } else {
-        diagnostics.extend(preflight::preflight(
-            plan,
-            &validation.assignment,
-            facts,
-            Timestamp(jiff::Timestamp::now()),
-        ));
-        let released = state.released(plan.machines.names());
-        let mut execution = planner::build(plan, validation, facts, &released);
-        if !args.targets.is_empty() {
-            execution = execution.restrict(&targets);
-            diagnostics.push(targeted_warning(args.targets, &targets));
-        }
-        execution
-    };
-    diagnostic::sort(&mut diagnostics);
+    let ops::Planned {
+        execution,
+        diagnostics,
+        drift,
+    } = planned;
 
     let json_diagnostics: Vec<JsonDiagnostic> = diagnostics
         .iter()
@@ -106,10 +94,18 @@ fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
         Some(state.serial),
         json_diagnostics,
     );
-    if args.refresh_only {
-        output.drift = Some(drift::detect(state, facts));
-    }
+    output.drift = drift;
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    // What the refresh changed (the simulator settles operations that ended) is folded into
+    // the estate's file, so that the saved plan's digest is that of the estate it saw.
+    if let Err(error) = session.runtime.block_on(provider.close()) {
+        eprintln!(
+            "error: closing `{}` failed: {}",
+            provider.describe().identity,
+            error.message
+        );
+        return Err(Exit::Error);
+    }
     if let Some(out) = args.out {
         if has_errors {
             eprintln!(
@@ -237,18 +233,4 @@ fn save(
             Err(())
         }
     }
-}
-
-/// A targeted plan is partial; say so, the way Terraform does, because the rest of the estate
-/// is not being checked for what it needs.
-fn targeted_warning(addresses: &[String], machines: &HashSet<String>) -> Diagnostic {
-    Diagnostic::warning(
-        codes::PLAN_TARGETED,
-        format!(
-            "this plan is limited to {} ({}) and what they depend on",
-            addresses.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "),
-            crate::render::plural(machines.len(), "machine")
-        ),
-    )
-    .with_help("use `--target` to recover from a problem, not routinely: the rest of the estate is not planned")
 }

@@ -114,7 +114,7 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn 
                     source,
                 })?;
             }
-            store::write_locked(&path, &world)
+            store::write(&path, &world)
         });
         match created {
             Ok(_) => eprintln!(
@@ -130,7 +130,7 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn 
     }
     if !path.exists() {
         let diagnostic = Diagnostic::error(
-            codes::WORLD_SYNTAX,
+            codes::WORLD_MISSING,
             format!("the world file `{}` does not exist", path.display()),
         )
         .with_label(config.world.span, "no world here")

@@ -93,7 +93,7 @@ pub fn init(plan_path: &Path, force: bool, from: Option<&Path>) -> Exit {
         );
         return Exit::Error;
     }
-    if let Err(error) = store::write_locked(&path, &world) {
+    if let Err(error) = store::write(&path, &world) {
         eprintln!("error: {error}");
         return Exit::Error;
     }
@@ -233,7 +233,7 @@ fn with_durations(world_path: &Path, link_gbps: f64) -> Exit {
             reprotect_home_s: Some((SETUP_S + gib * seconds_per_gib).round() as u64),
         };
     }
-    match store::write_locked(world_path, &world) {
+    match store::write(world_path, &world) {
         Ok(_) => Exit::Success,
         Err(error) => {
             report_world_error(&error);

@@ -162,8 +162,8 @@ fn every_preflight_code_has_a_test() {
         codes::PREFLIGHT_NAME_CLASH,
         codes::PREFLIGHT_ESXI_MEMORY,
         codes::PREFLIGHT_MAINTENANCE_WINDOW,
-        // In `plan.rs`: `drift_of_a_locked_setting_is_a_preflight_error_at_the_plans_value`.
         codes::PREFLIGHT_LOCKED_SETTING,
+        codes::PREFLIGHT_MACHINE_MISSING,
     ];
     assert_eq!(
         BTreeSet::from(tested),
@@ -408,47 +408,17 @@ fn machines_at_the_goal_are_not_checked() {
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("No changes."));
 }
 
-/// The leg home's names are checked like the failback leg's: the process server on the VMware
-/// site must exist (and be healthy), the run-as account must be the configuration server's.
-/// Only a plan that goes as far as `protected` needs them.
+/// A machine the plan names that the site does not have is its own error, not one of the
+/// unsupported-failback cases (whose message would be about something else).
 #[test]
-fn the_home_names_are_checked_before_protecting_again() {
-    for (code, change) in [
-        (
-            codes::PREFLIGHT_PROCESS_SERVER,
-            (|world: &mut World| {
-                world.process_servers.remove("ps-home-01");
-            }) as fn(&mut World),
-        ),
-        (
-            codes::PREFLIGHT_CONFIGURATION_SERVER,
-            |world: &mut World| {
-                world.configuration_server.run_as_accounts = vec!["someone-else".to_string()];
-            },
-        ),
-    ] {
-        let estate = Estate::new("protected", "");
-        estate.edit(change);
-        let output = estate.plan();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
-        assert_eq!(
-            preflight_codes(&output),
-            BTreeSet::from([code.to_string()]),
-            "{stderr}"
-        );
-        assert!(
-            stderr.contains("ps-home-01") || stderr.contains("vmware-admin"),
-            "names the plan's value: {stderr}"
-        );
-        // Short of `protected`, nothing needs them.
-        let estate = Estate::new("committed", "");
-        estate.edit(change);
-        let output = estate.plan();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+fn a_machine_missing_at_the_site() {
+    let output = breaks(codes::PREFLIGHT_MACHINE_MISSING, "reprotected", "", |w| {
+        w.machines.remove("web-01");
+    });
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`web-01` is not a replicated item the provider knows"),
+        "{stderr}"
+    );
 }

@@ -63,6 +63,7 @@ fn plan_without_a_world_says_how_to_make_one() {
         stderr.contains("does not exist") && stderr.contains("lifeboat sim init"),
         "{stderr}"
     );
+    assert!(stderr.contains("world::missing"), "{stderr}");
 }
 
 fn repo_root() -> &'static Path {

@@ -13,7 +13,7 @@
 //! about it after a crash (providers' `run` is idempotent by id).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 // it too: under a paused or scaled clock the report then agrees with what actually elapsed.
 use tokio::time::Instant;
 
+use crate::diagnostic::codes;
 use crate::planner::{Action, Change, ExecutionPlan, Node};
 use crate::provider::{OperationId, OperationOutcome, OperationRequest, Provider, ProviderError};
 
@@ -108,14 +109,30 @@ pub trait Journal: Send + Sync {
     }
 
     /// Called before `operation` is sent; it must be recorded when this returns `Ok`.
-    async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), String>;
+    async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), JournalError>;
     /// Called with the provider's answer.
     async fn after(
         &self,
         change: &Change,
         operation: &OperationId,
         outcome: &Result<OperationOutcome, ProviderError>,
-    ) -> Result<(), String>;
+    ) -> Result<(), JournalError>;
+}
+
+/// Why a journal could not record an operation; the operation then fails with
+/// `apply::journal` (before it is sent, it is not sent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JournalError {
+    pub message: String,
+}
+
+impl JournalError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
 }
 
 /// A journal that records nothing, for plans whose state is kept elsewhere (and tests).
@@ -124,7 +141,7 @@ pub struct NoJournal;
 
 #[async_trait::async_trait]
 impl Journal for NoJournal {
-    async fn before(&self, _: &Change, _: &OperationId) -> Result<(), String> {
+    async fn before(&self, _: &Change, _: &OperationId) -> Result<(), JournalError> {
         Ok(())
     }
 
@@ -133,7 +150,7 @@ impl Journal for NoJournal {
         _: &Change,
         _: &OperationId,
         _: &Result<OperationOutcome, ProviderError>,
-    ) -> Result<(), String> {
+    ) -> Result<(), JournalError> {
         Ok(())
     }
 }
@@ -197,6 +214,8 @@ pub async fn execute(
         .map(|n| Reverse((order(n), n.index())))
         .collect();
     let mut running: JoinSet<(NodeIndex, Result<(), ProviderError>)> = JoinSet::new();
+    // Which change each task runs, so that a task that panics is that change's failure.
+    let mut tasks: HashMap<tokio::task::Id, NodeIndex> = HashMap::new();
     let mut report = ApplyReport::default();
     let parallelism = match provider.max_concurrency() {
         Some(limit) => options.parallelism.min(limit),
@@ -238,7 +257,7 @@ pub async fn execute(
                         operation: operation.0.clone(),
                     });
                     let on_event = on_event.clone();
-                    running.spawn(async move {
+                    let task = running.spawn(async move {
                         let result = run_one(
                             &change,
                             operation,
@@ -250,16 +269,40 @@ pub async fn execute(
                         .await;
                         (n, result)
                     });
+                    tasks.insert(task.id(), n);
                 }
             }
         }
-        let Some(joined) = running.join_next().await else {
+        let Some(joined) = running.join_next_with_id().await else {
             break;
         };
         let (n, result) = match joined {
-            Ok(done) => done,
-            // A panicking task is a bug; its change cannot be attributed, so stop cleanly.
-            Err(error) => panic!("an apply task failed: {error}"),
+            Ok((task, done)) => {
+                tasks.remove(&task);
+                done
+            }
+            // A panicking task is a bug in lifeboat or the provider. It is its change's
+            // failure (a root cause, skipping what depends on it), not the end of the apply:
+            // independent branches finish, and what it recorded as pending is reconciled by
+            // the next run.
+            Err(error) => {
+                let Some(n) = tasks.remove(&error.id()) else {
+                    continue;
+                };
+                let why = if error.is_panic() {
+                    "panicked"
+                } else {
+                    "was cancelled"
+                };
+                let message = format!("the task that ran `{}` {why}: {error}", id_of(n));
+                (
+                    n,
+                    Err(ProviderError::permanent(
+                        Some(codes::APPLY_TASK_PANICKED.to_string()),
+                        message,
+                    )),
+                )
+            }
         };
         let id = id_of(n);
         match result {
@@ -440,9 +483,9 @@ async fn run_one(
     outcome.map(|_| ())
 }
 
-fn journal_error(message: String) -> ProviderError {
+fn journal_error(error: JournalError) -> ProviderError {
     ProviderError::permanent(
-        Some("state".to_string()),
-        format!("cannot record the operation in the state: {message}"),
+        Some(codes::APPLY_JOURNAL.to_string()),
+        format!("cannot record the operation in the state: {error}"),
     )
 }

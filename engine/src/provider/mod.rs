@@ -45,6 +45,12 @@ pub trait Provider: Send + Sync + fmt::Debug {
 
     /// Reads the status of an operation, for reconciliation after a crash.
     async fn status(&self, id: &OperationId) -> Result<OperationStatus, ProviderError>;
+
+    /// Called when a command is done with the provider, to leave its estate tidy (the `sim`
+    /// provider folds its journal into the world file). The default does nothing.
+    async fn close(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// Identifies a provider and the estate it talks to; saved plans record it so that a plan

@@ -5,6 +5,14 @@
 //! the state: a rename within one directory is atomic, so a crash leaves the old document or
 //! the new one, never half of one.
 //!
+//! Between full writes, `apply` appends each group of changes to a journal beside the state
+//! (`state.json.journal`, one JSON record per line, each flushed to disk before the changes'
+//! callers go on), so a change costs in proportion to itself and not to the estate. Reading
+//! the state folds the journal in; a record cut short by a crash mid-append is the last line
+//! and is ignored (its callers never learned it was written). A full write folds everything:
+//! the state is written atomically, then the journal removed; a journal left behind by a crash
+//! between the two holds only records the state already has, which reading skips by serial.
+//!
 //! The lock is an OS lock (`File::try_lock`) on `state.json.lock`, plus `state.json.lock.info`
 //! holding the owner as JSON. The OS lock is the truth: it ends with the process that holds
 //! it, however that process ends, so a crash never leaves the state locked. The info file
@@ -19,7 +27,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{LockGuard, LockInfo, State, StateBackend, StateError};
+use super::{LockGuard, LockInfo, State, StateBackend, StateDelta, StateError};
 
 /// How often a waiting `lock` tries again.
 const POLL: Duration = Duration::from_millis(200);
@@ -56,6 +64,61 @@ impl LocalBackend {
 
     pub fn lock_info_path(&self) -> PathBuf {
         self.with_suffix(".lock.info")
+    }
+
+    /// The journal of changes not yet folded into the state file.
+    pub fn journal_path(&self) -> PathBuf {
+        self.with_suffix(".journal")
+    }
+
+    /// Folds the journal's records into `state`, which was read from the state file.
+    fn replay(&self, state: &mut State) -> Result<(), StateError> {
+        let path = self.journal_path();
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        let invalid = |reason: String| StateError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let mut lines = bytes.split_inclusive(|&b| b == b'\n').peekable();
+        let mut number = 0;
+        while let Some(line) = lines.next() {
+            number += 1;
+            let last = lines.peek().is_none();
+            let complete = line.ends_with(b"\n");
+            let delta = match serde_json::from_slice::<StateDelta>(line) {
+                Ok(delta) if complete => delta,
+                // A record cut short by a crash mid-append: nobody was told it was written.
+                _ if last => break,
+                Ok(_) | Err(_) => {
+                    return Err(invalid(format!(
+                        "line {number} of the journal is not a state record"
+                    )));
+                }
+            };
+            if delta.lineage != state.lineage {
+                return Err(invalid(format!(
+                    "the journal belongs to the state of lineage `{}`, not `{}`",
+                    delta.lineage, state.lineage
+                )));
+            }
+            if delta.to <= state.serial {
+                // Already in the state file: a crash came between a full write and the
+                // journal's removal.
+                continue;
+            }
+            if delta.from != state.serial {
+                return Err(invalid(format!(
+                    "line {number} of the journal continues serial {}, but the state is at serial {}",
+                    delta.from, state.serial
+                )));
+            }
+            state.apply_delta(&delta);
+        }
+        Ok(())
     }
 
     fn dir(&self) -> &Path {
@@ -131,6 +194,73 @@ impl LocalBackend {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    fn read_once(&self) -> Result<Option<State>, StateError> {
+        let bytes = match crate::input::read_capped(&self.path, crate::input::MAX_INPUT_BYTES) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let invalid = |reason: String| StateError::Invalid {
+            path: self.path.clone(),
+            reason,
+        };
+        let text = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".to_string()))?;
+        let mut state = State::from_json(&text).map_err(invalid)?;
+        self.replay(&mut state)?;
+        Ok(Some(state))
+    }
+
+    fn write_whole(&self, state: &State) -> Result<(), StateError> {
+        self.ensure_dir()?;
+        write_atomically(&self.path, state.to_json().as_bytes()).map_err(|source| {
+            StateError::Write {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        // The document now holds everything the journal did.
+        match fs::remove_file(self.journal_path()) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Write {
+                path: self.journal_path(),
+                source,
+            }),
+        }
+    }
+
+    fn append_record(&self, delta: &StateDelta) -> Result<(), StateError> {
+        let path = self.journal_path();
+        let error = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_vec(delta).expect("a state record is plain data");
+        line.push(b'\n');
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(error)?;
+        // One write call per record: a crash leaves a prefix of it at most, never a mix.
+        file.write_all(&line).map_err(error)?;
+        file.sync_data().map_err(error)?;
+        // A new journal's name must survive a power cut too.
+        #[cfg(unix)]
+        if created && let Ok(dir) = File::open(self.dir()) {
+            let _ = dir.sync_all();
+        }
+        #[cfg(not(unix))]
+        let _ = created;
+        Ok(())
     }
 
     fn read_info(&self) -> Result<Option<LockInfo>, StateError> {
@@ -286,32 +416,28 @@ impl StateBackend for LocalBackend {
     }
 
     fn read(&self) -> Result<Option<State>, StateError> {
-        let bytes = match crate::input::read_capped(&self.path, crate::input::MAX_INPUT_BYTES) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        let invalid = |reason: String| StateError::Invalid {
-            path: self.path.clone(),
-            reason,
-        };
-        let text = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".to_string()))?;
-        State::from_json(&text).map(Some).map_err(invalid)
+        // Reading takes no lock: a reader that saw the state before a full write and the
+        // journal after it finds records that do not continue its state. Those two reads
+        // raced a writer, so they are made once more.
+        match self.read_once() {
+            Err(StateError::Invalid { .. }) if self.journal_path().exists() => self.read_once(),
+            other => other,
+        }
     }
 
     fn write(&self, state: &State) -> Result<(), StateError> {
-        self.ensure_dir()?;
-        write_atomically(&self.path, state.to_json().as_bytes()).map_err(|source| {
-            StateError::Write {
-                path: self.path.clone(),
-                source,
-            }
-        })
+        self.write_whole(state)
+    }
+
+    fn append(&self, delta: &StateDelta) -> Result<(), StateError> {
+        self.append_record(delta)
+    }
+
+    fn compact(&self, state: &State) -> Result<(), StateError> {
+        if self.journal_path().exists() {
+            self.write_whole(state)?;
+        }
+        Ok(())
     }
 
     fn lock(&self, owner: LockInfo, timeout: Duration) -> Result<LockGuard, StateError> {
@@ -667,5 +793,82 @@ mod tests {
         fs::write(backend.lock_info_path(), stale).expect("writes");
         assert_eq!(backend.unlock(&id).expect("removed").id, id);
         assert!(!backend.lock_info_path().exists());
+    }
+
+    /// A state with one machine pending, written whole, then `n` changes appended as records.
+    fn journaled(backend: &LocalBackend, n: usize) -> State {
+        let mut state = State::new();
+        backend.write(&state).expect("writes");
+        for i in 0..n {
+            let from = state.serial;
+            let name = format!("m-{i}");
+            state.commit({
+                let mut machines = state.machines.clone();
+                machines.insert(name.clone(), MachineState::at(Stage::Reprotected));
+                machines
+            });
+            backend
+                .append(&state.delta(from, [name.as_str()]))
+                .expect("appends");
+        }
+        state
+    }
+
+    #[test]
+    fn appended_records_are_read_back_and_a_full_write_folds_them() {
+        let (_dir, backend) = backend();
+        let state = journaled(&backend, 3);
+        assert!(backend.journal_path().exists());
+        assert_eq!(backend.read().expect("reads"), Some(state.clone()));
+        // The state file alone is still the state before the records.
+        let file = fs::read_to_string(backend.path()).expect("readable");
+        assert_eq!(State::from_json(&file).expect("valid").serial, 0);
+        backend.compact(&state).expect("folds");
+        assert!(!backend.journal_path().exists());
+        assert_eq!(
+            State::from_json(&fs::read_to_string(backend.path()).expect("readable"))
+                .expect("valid"),
+            state
+        );
+    }
+
+    #[test]
+    fn a_record_cut_short_by_a_crash_is_ignored_and_a_broken_one_before_the_end_is_not() {
+        let (_dir, backend) = backend();
+        let state = journaled(&backend, 2);
+        let whole = fs::read(backend.journal_path()).expect("readable");
+        // A crash mid-append leaves a prefix of the next record after the whole ones.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"{\"lineage\": \"");
+        fs::write(backend.journal_path(), &torn).expect("writes");
+        assert_eq!(backend.read().expect("reads"), Some(state.clone()));
+        // The same bytes before a whole record are corruption, not a crash.
+        let mut broken = b"{\"lineage\": \"\n".to_vec();
+        broken.extend_from_slice(&whole);
+        fs::write(backend.journal_path(), &broken).expect("writes");
+        let error = backend.read().expect_err("corrupt").to_string();
+        assert!(error.contains("line 1 of the journal"), "{error}");
+        assert_eq!(fs::read(backend.journal_path()).expect("readable"), broken);
+    }
+
+    #[test]
+    fn records_the_state_file_already_has_are_skipped_and_a_gap_is_an_error() {
+        let (_dir, backend) = backend();
+        let state = journaled(&backend, 2);
+        let journal = fs::read(backend.journal_path()).expect("readable");
+        // A crash between the full write and the journal's removal leaves both.
+        backend.write(&state).expect("writes");
+        fs::write(backend.journal_path(), &journal).expect("writes");
+        assert_eq!(backend.read().expect("reads"), Some(state.clone()));
+        // A record that does not continue the state is refused.
+        let mut other = state.clone();
+        other.serial = 10;
+        let from = other.serial;
+        other.commit([("x".to_string(), MachineState::at(Stage::FailedBack))].into());
+        let mut line = serde_json::to_vec(&other.delta(from + 5, ["x"])).expect("json");
+        line.push(b'\n');
+        fs::write(backend.journal_path(), line).expect("writes");
+        let error = backend.read().expect_err("a gap").to_string();
+        assert!(error.contains("continues serial"), "{error}");
     }
 }

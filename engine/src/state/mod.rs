@@ -17,7 +17,7 @@ pub mod drift;
 pub mod local;
 mod lock;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,7 +48,26 @@ pub struct State {
     /// Every machine lifeboat has acted on, by name.
     #[serde(default)]
     pub machines: BTreeMap<String, MachineState>,
+    /// Which machine holds each pending operation, so that completing one is a lookup, not a
+    /// search of every machine. Derived from `machines`; never written.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pending_index: PendingIndex,
 }
+
+/// Operation id → machine name for the pending operations. A hint, checked on every use: code
+/// that edits `machines` directly leaves it stale, and then the search falls back to a scan.
+#[derive(Debug, Clone, Default)]
+struct PendingIndex(HashMap<OperationId, String>);
+
+/// Derived data: two states are equal when their documents are.
+impl PartialEq for PendingIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PendingIndex {}
 
 /// What lifeboat knows about one machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -106,6 +125,7 @@ impl State {
             lineage: uuid::Uuid::new_v4().to_string(),
             serial: 0,
             machines: BTreeMap::new(),
+            pending_index: PendingIndex::default(),
         }
     }
 
@@ -129,7 +149,7 @@ impl State {
                 ));
             }
         }
-        let state: State =
+        let mut state: State =
             serde_json::from_value(value).map_err(|e| format!("not a lifeboat state file: {e}"))?;
         if uuid::Uuid::parse_str(&state.lineage).is_err() {
             return Err(format!("`lineage` `{}` is not a UUID", state.lineage));
@@ -144,7 +164,71 @@ impl State {
                 ));
             }
         }
+        state.reindex();
         Ok(state)
+    }
+
+    /// Rebuilds the pending-operation index from `machines`.
+    fn reindex(&mut self) {
+        self.pending_index.0 = self
+            .machines
+            .iter()
+            .filter_map(|(name, m)| Some((m.pending.as_ref()?.id.clone(), name.clone())))
+            .collect();
+    }
+
+    /// The name of the machine whose pending operation is `id`: through the index, or, when
+    /// the index is stale (someone edited `machines` directly), by a scan that repairs it.
+    fn holder_of(&mut self, id: &OperationId) -> Option<String> {
+        let holds = |state: &State, name: &str| {
+            state
+                .machines
+                .get(name)
+                .and_then(|m| m.pending.as_ref())
+                .is_some_and(|p| &p.id == id)
+        };
+        if let Some(name) = self.pending_index.0.get(id)
+            && holds(self, name)
+        {
+            return Some(name.clone());
+        }
+        self.reindex();
+        self.pending_index
+            .0
+            .get(id)
+            .filter(|name| holds(self, name))
+            .cloned()
+    }
+
+    /// Applies the changes of a journal record: each named machine replaced, or removed when
+    /// `None`. The serial becomes the record's.
+    pub fn apply_delta(&mut self, delta: &StateDelta) {
+        for (name, machine) in &delta.machines {
+            match machine {
+                Some(machine) => {
+                    self.machines.insert(name.clone(), machine.clone());
+                }
+                None => {
+                    self.machines.remove(name);
+                }
+            }
+        }
+        self.serial = delta.to;
+        self.reindex();
+    }
+
+    /// The record that takes a state at serial `from` to this one, given the machines changed
+    /// since then.
+    pub fn delta<'a>(&self, from: u64, changed: impl IntoIterator<Item = &'a str>) -> StateDelta {
+        StateDelta {
+            lineage: self.lineage.clone(),
+            from,
+            to: self.serial,
+            machines: changed
+                .into_iter()
+                .map(|name| (name.to_string(), self.machines.get(name).cloned()))
+                .collect(),
+        }
     }
 
     /// The document as written to disk: pretty JSON with a final newline, so a diff of two
@@ -161,6 +245,7 @@ impl State {
         }
         self.machines = machines;
         self.serial += 1;
+        self.reindex();
         true
     }
 
@@ -184,11 +269,11 @@ impl State {
         current: Stage,
         operation: PendingOperation,
     ) -> Result<bool, StateError> {
-        let mut machines = self.machines.clone();
-        let machine = machines
-            .entry(operation.machine.clone())
-            .or_insert_with(|| MachineState::at(current));
-        if let Some(pending) = &machine.pending {
+        if let Some(pending) = self
+            .machines
+            .get(&operation.machine)
+            .and_then(|m| m.pending.as_ref())
+        {
             if pending.id == operation.id {
                 return Ok(false);
             }
@@ -198,8 +283,16 @@ impl State {
                 kind: pending.kind,
             });
         }
-        machine.pending = Some(operation);
-        Ok(self.commit(machines))
+        self.pending_index
+            .0
+            .insert(operation.id.clone(), operation.machine.clone());
+        let machine = operation.machine.clone();
+        self.machines
+            .entry(machine)
+            .or_insert_with(|| MachineState::at(current))
+            .pending = Some(operation);
+        self.serial += 1;
+        Ok(true)
     }
 
     /// Records the end of the pending operation `id`: the machine reaches `stage`, a
@@ -211,15 +304,15 @@ impl State {
         stage: Stage,
         provider_ids: BTreeMap<String, String>,
     ) -> Result<bool, StateError> {
-        let mut machines = self.machines.clone();
-        let machine = machines
-            .values_mut()
-            .find(|m| m.pending.as_ref().is_some_and(|p| &p.id == id))
+        let machine = self.take_pending(id)?;
+        let machine = self
+            .machines
+            .get_mut(&machine)
             .ok_or_else(|| StateError::UnknownOperation { id: id.clone() })?;
         let pending = machine
             .pending
             .take()
-            .expect("found by its pending operation");
+            .ok_or_else(|| StateError::UnknownOperation { id: id.clone() })?;
         machine.stage = stage;
         // A process-server switch records its settings too: the same ones, another server.
         if matches!(
@@ -229,31 +322,60 @@ impl State {
             machine.settings = pending.settings;
         }
         machine.provider_ids.extend(provider_ids);
-        Ok(self.commit(machines))
+        self.serial += 1;
+        Ok(true)
+    }
+
+    /// Finds the machine holding the pending operation `id` and drops `id` from the index.
+    fn take_pending(&mut self, id: &OperationId) -> Result<String, StateError> {
+        let machine = self
+            .holder_of(id)
+            .ok_or_else(|| StateError::UnknownOperation { id: id.clone() })?;
+        self.pending_index.0.remove(id);
+        Ok(machine)
     }
 
     /// Drops the pending record of an operation that, as reconciliation showed, never started
     /// or failed without changing the machine.
     pub fn abandon(&mut self, id: &OperationId) -> Result<bool, StateError> {
-        let mut machines = self.machines.clone();
-        let machine = machines
-            .values_mut()
-            .find(|m| m.pending.as_ref().is_some_and(|p| &p.id == id))
-            .ok_or_else(|| StateError::UnknownOperation { id: id.clone() })?;
-        machine.pending = None;
-        Ok(self.commit(machines))
+        let machine = self.take_pending(id)?;
+        if let Some(machine) = self.machines.get_mut(&machine) {
+            machine.pending = None;
+        }
+        self.serial += 1;
+        Ok(true)
     }
 
     /// Forgets a machine (the `release` action). Returns whether it was known.
     pub fn release(&mut self, name: &str) -> bool {
-        let mut machines = self.machines.clone();
-        machines.remove(name).is_some() && self.commit(machines)
+        match self.machines.remove(name) {
+            Some(machine) => {
+                if let Some(pending) = machine.pending {
+                    self.pending_index.0.remove(&pending.id);
+                }
+                self.serial += 1;
+                true
+            }
+            None => false,
+        }
     }
 }
 
+/// One record of the state's journal: the machines that changed between serial `from` and
+/// serial `to`, each with its new content, or `None` when it was forgotten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateDelta {
+    /// The lineage of the state the record belongs to.
+    pub lineage: String,
+    pub from: u64,
+    pub to: u64,
+    pub machines: BTreeMap<String, Option<MachineState>>,
+}
+
 /// Where a state lives and how it is locked. Remote backends implement the same contract:
-/// `read` never changes anything, `write` replaces the whole document atomically, and a lock
-/// says who holds it.
+/// `read` never changes anything, `write` replaces the whole document atomically, `append`
+/// makes a change durable, and a lock says who holds it.
 pub trait StateBackend: fmt::Debug {
     /// Where the state is, for messages (a path, a URL).
     fn location(&self) -> String;
@@ -265,6 +387,15 @@ pub trait StateBackend: fmt::Debug {
     /// Replaces the state atomically: a reader sees the old document or the new one, never a
     /// mix, even if the process dies half way.
     fn write(&self, state: &State) -> Result<(), StateError>;
+
+    /// Makes the change `delta` durable: on return it is on disk, and a later `read` returns
+    /// the state with it applied. A backend keeps a journal of such records so that a change
+    /// costs in proportion to itself, not to the whole document.
+    fn append(&self, delta: &StateDelta) -> Result<(), StateError>;
+
+    /// Folds the journal into the document (`state` is what `read` returns): the document is
+    /// written whole and the journal emptied. Nothing happens when the journal is empty.
+    fn compact(&self, state: &State) -> Result<(), StateError>;
 
     /// Takes the lock, waiting up to `timeout` (zero: fail at once) while someone else holds
     /// it. The lock is released when the guard is dropped.
@@ -322,6 +453,8 @@ pub enum StateError {
     },
     #[error("no machine has a pending operation `{id}`")]
     UnknownOperation { id: OperationId },
+    #[error("a state write was interrupted: {reason}")]
+    Interrupted { reason: String },
 }
 
 fn holder(info: Option<&LockInfo>) -> String {

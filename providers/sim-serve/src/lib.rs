@@ -166,6 +166,8 @@ pub struct Server {
     vault: Vault,
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The world's provider, to fold its journal into the world file at shutdown.
+    world: SimProvider,
 }
 
 impl Server {
@@ -226,6 +228,9 @@ impl Server {
     pub async fn shutdown(self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
         let _ = self.task.await;
+        // The world file alone is the world again; a failure leaves the journal, which the
+        // next reader folds in.
+        let _ = self.world.compact().await;
     }
 }
 
@@ -285,6 +290,7 @@ pub async fn serve(config: Config) -> Result<Server, ServeError> {
 
     let secret_from_env = config.client_secret.is_some();
     let vault = config.vault.clone();
+    let world = provider.clone();
     let app = api::router(api::App::new(config, addr, provider, schemas));
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(
@@ -301,6 +307,7 @@ pub async fn serve(config: Config) -> Result<Server, ServeError> {
         vault,
         handle,
         task,
+        world,
     })
 }
 

@@ -259,5 +259,6 @@ pub fn world_for(spec: &InitSpec, now: Timestamp) -> World {
         faults: Vec::new(),
         running: Vec::new(),
         history: Vec::new(),
+        index: Default::default(),
     }
 }

@@ -10,6 +10,7 @@
 //! Architecture invariant: this crate never sees a plan file. It answers the engine's typed
 //! requests; `lifeboat sim init` hands it an [`init::InitSpec`] the CLI built from the plan.
 
+mod index;
 pub mod init;
 pub mod rules;
 pub mod store;
@@ -55,11 +56,21 @@ impl SimProvider {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, WorldError> {
         let path = path.into();
         let gate = store::gate(&path);
-        // Parse once now so a bad world is reported before anything runs; the parsed world
-        // stays in the cache for the first transaction. When another task of this process is
-        // in a transaction on the world, check it without the cache rather than wait.
+        // Parse once now so a bad world is reported before anything runs, and fold what a
+        // previous process left in the journal into the world file; the parsed world stays
+        // in the cache for the first transaction. When another task of this process is in a
+        // transaction on the world, check it without the cache rather than wait.
         let warnings = match gate.cache.try_lock() {
-            Ok(mut cache) => store::load(&path, &mut cache)?.timing_warnings(),
+            Ok(mut cache) => {
+                // Loaded before anything is locked or folded, so a file that is no world is
+                // refused as such (and nothing is created beside it).
+                store::load(&path, &mut cache)?;
+                store::compact(&path, &mut cache)?;
+                cache
+                    .world()
+                    .map(World::timing_warnings)
+                    .unwrap_or_default()
+            }
             Err(_) => store::read(&path)?.timing_warnings(),
         };
         Ok(Self {
@@ -72,6 +83,18 @@ impl SimProvider {
     /// Settings of the world that have no effect as written, for the CLI to warn about.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Folds the journal into the world file, so that the file alone is the world again.
+    /// `apply` calls it (through [`Provider::close`]) when it is done.
+    pub async fn compact(&self) -> Result<(), WorldError> {
+        let mut cache = self.gate.cache.clone().lock_owned().await;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || store::compact(&path, &mut cache))
+            .await
+            .map_err(|e| {
+                WorldError::Serialise(format!("folding the journal was interrupted: {e}"))
+            })?
     }
 
     pub fn path(&self) -> &Path {
@@ -91,9 +114,11 @@ impl SimProvider {
     ) -> Result<R, ProviderError> {
         let mut cache = self.gate.cache.clone().lock_owned().await;
         let path = self.path.clone();
-        // No file lock: writes replace the file whole, so a reader sees one world or the next.
+        // Under the file lock: the world file and its journal are read as one.
         let looked = tokio::task::spawn_blocking(move || {
+            let _lock = store::lock(&path)?;
             store::load(&path, &mut cache).map(|world| {
+                let world = &*world;
                 let now = Timestamp(jiff::Timestamp::now());
                 if needs_settling(world, now) {
                     Err(look)
@@ -238,9 +263,10 @@ fn status_of(world: &World, id: &OperationId) -> OperationStatus {
     if world.running.iter().any(|op| &op.id == id) {
         return OperationStatus::Running;
     }
-    let last = world.history.iter().rev().find(|entry| {
-        &entry.operation == id && matches!(entry.event, Event::Finished | Event::Failed)
-    });
+    let last = world
+        .index
+        .last_end(&world.history, id)
+        .map(|i| &world.history[i]);
     match last {
         Some(entry) if entry.event == Event::Finished => OperationStatus::Succeeded,
         Some(entry) => OperationStatus::Failed(ProviderError::permanent(
@@ -358,6 +384,10 @@ impl Provider for SimProvider {
     async fn status(&self, id: &OperationId) -> Result<OperationStatus, ProviderError> {
         let id = id.clone();
         self.read(move |world, _| status_of(world, &id)).await
+    }
+
+    async fn close(&self) -> Result<(), ProviderError> {
+        self.compact().await.map_err(world_error)
     }
 }
 

@@ -534,9 +534,9 @@ fn reprotect(
 /// is reprotected first.
 fn replication_group(world: &World, name: &str, mt_name: &str) -> Result<(), ProviderError> {
     let Some((group_name, group)) = world
-        .replication_groups
-        .iter()
-        .find(|(_, g)| g.machines.iter().any(|m| m.value == name))
+        .index
+        .group_of(world, name)
+        .and_then(|group| world.replication_groups.get_key_value(group))
     else {
         return Ok(());
     };
@@ -598,16 +598,21 @@ fn disk_uuids(world: &World, name: &str, mt_name: &str) -> Result<(), ProviderEr
             format!("disk UUID `{uuid}` of `{name}` is also a disk of master target `{mt_name}`"),
         ));
     }
-    for (other_name, other) in &world.machines {
-        if other_name == name {
-            continue;
-        }
-        if let Some(uuid) = other.disk_uuids.iter().find(|u| mine.contains(u.as_str())) {
-            return Err(refuse(
-                "disk-uuid-conflict",
-                format!("disk UUID `{uuid}` of `{name}` is also a disk of `{other_name}`"),
-            ));
-        }
+    // The first other machine in name order that shares a disk, found through the index of
+    // disk owners rather than by reading every machine.
+    let other_name = mine
+        .iter()
+        .flat_map(|uuid| world.index.disk_owners(world, uuid))
+        .filter(|owner| owner.as_str() != name)
+        .min();
+    if let Some(other_name) = other_name
+        && let Some(other) = world.machines.get(other_name)
+        && let Some(uuid) = other.disk_uuids.iter().find(|u| mine.contains(u.as_str()))
+    {
+        return Err(refuse(
+            "disk-uuid-conflict",
+            format!("disk UUID `{uuid}` of `{name}` is also a disk of `{other_name}`"),
+        ));
     }
     Ok(())
 }

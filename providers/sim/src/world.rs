@@ -60,6 +60,10 @@ pub struct World {
     pub running: Vec<RunningOperation>,
     /// Every operation the simulated service ran, appended.
     pub history: Vec<HistoryEntry>,
+    /// Lookups built on first use; never written (see [`crate::index`]).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) index: crate::index::Index,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]

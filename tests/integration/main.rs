@@ -4,6 +4,7 @@
 mod apply;
 mod azure;
 mod diff;
+mod example;
 mod examples;
 mod malformed;
 mod plan;

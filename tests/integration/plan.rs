@@ -2,99 +2,14 @@
 //! imposes, drift, machines ahead of the goal, `--target`, `--detailed-exitcode`, and the
 //! three output formats (snapshots plus assertions on the JSON).
 
-use std::path::PathBuf;
-
 use assert_cmd::Command;
 use lifeboat_engine::model::Recovery;
 use lifeboat_engine::provider::Stage;
-use lifeboat_provider_sim::{World, store};
+use lifeboat_provider_sim::World;
 use serde_json::Value;
 
+pub(crate) use crate::example::Example;
 use crate::util::repo_root;
-
-/// The example plan and its starting world, copied into a temporary directory so tests can
-/// change the goal and the world freely.
-pub(crate) struct Example {
-    pub(crate) dir: tempfile::TempDir,
-}
-
-impl Example {
-    /// The example at `goal`, with its maintenance window open now (for `apply`).
-    pub(crate) fn open_window(goal: &str) -> Self {
-        let example = Self::new(goal);
-        let path = example.dir.path().join("lifeboat.yaml");
-        let plan = std::fs::read_to_string(&path)
-            .expect("the plan")
-            .replace("2099-12-05T22:00:00Z", "2020-01-01T00:00:00Z");
-        std::fs::write(path, plan).expect("write the plan");
-        example
-    }
-
-    pub(crate) fn new(goal: &str) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let source = repo_root().join("examples/avs-failback");
-        let plan = std::fs::read_to_string(source.join("lifeboat.yaml")).expect("the example plan");
-        // The example's window is a real date; moved far out so the tests do not turn red
-        // the day it passes.
-        let plan = plan
-            .replace("goal: reprotected", &format!("goal: {goal}"))
-            .replace("2026-12-05T22:00:00Z", "2099-12-05T22:00:00Z")
-            .replace("2026-12-06T04:00:00Z", "2099-12-06T04:00:00Z");
-        std::fs::write(dir.path().join("lifeboat.yaml"), plan).expect("write the plan");
-        std::fs::copy(source.join("world.yaml"), dir.path().join("world.yaml"))
-            .expect("copy the world");
-        Self { dir }
-    }
-
-    pub(crate) fn world_path(&self) -> PathBuf {
-        self.dir.path().join(".lifeboat/world.yaml")
-    }
-
-    pub(crate) fn lifeboat(&self) -> Command {
-        let mut command = Command::cargo_bin("lifeboat").expect("the binary is built");
-        command.current_dir(self.dir.path()).env("NO_COLOR", "1");
-        command
-    }
-
-    /// Runs `plan` once so the world exists, then edits it.
-    pub(crate) fn edit(&self, change: impl FnOnce(&mut World)) {
-        if !self.world_path().exists() {
-            self.lifeboat()
-                .args(["plan", "--format", "json"])
-                .output()
-                .expect("runs");
-        }
-        let mut world = store::read(&self.world_path()).expect("the world reads");
-        change(&mut world);
-        store::write(&self.world_path(), &world).expect("the world writes");
-    }
-
-    pub(crate) fn plan_json(&self, extra: &[&str]) -> (Option<i32>, Value) {
-        let output = self
-            .lifeboat()
-            .args(["plan", "--format", "json"])
-            .args(extra)
-            .output()
-            .expect("runs");
-        let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-        (output.status.code(), json)
-    }
-
-    fn plan_text(&self, format: &str) -> String {
-        let output = self
-            .lifeboat()
-            .args(["plan", "--format", format])
-            .output()
-            .expect("runs");
-        String::from_utf8(output.stdout).expect("UTF-8")
-    }
-}
 
 /// Puts machine `name` at `stage` with the settings the plan would give it.
 fn put_at(world: &mut World, name: &str, stage: Stage, master_target: &str, datastore: &str) {

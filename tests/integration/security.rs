@@ -449,7 +449,6 @@ fn timed_validate(dir: &Path, name: &str, text: &str, format: &str) -> (Duration
 
 #[test]
 fn a_plan_with_every_boot_order_entry_misspelt_validates_in_bounded_time() {
-    let _busy = crate::util::busy();
     let dir = tempfile::tempdir().expect("tempdir");
     let (valid, misspelt) = estate_with_misspelt_boot_order(20_000);
     let (valid_time, output) = timed_validate(dir.path(), "valid.yaml", &valid, "json");
@@ -540,7 +539,6 @@ fn a_world_cut_short_is_refused_by_plan_and_apply_and_left_as_it_was() {
 /// winner, or nobody yet, never the dead process.
 #[test]
 fn eight_contenders_never_name_a_dead_holder() {
-    let _busy = crate::util::busy();
     let repo = Repo::new();
     let output = repo.lifeboat().arg("plan").output().expect("runs");
     assert!(

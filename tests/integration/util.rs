@@ -43,21 +43,3 @@ pub fn stdout_json(output: &std::process::Output) -> serde_json::Value {
         )
     })
 }
-
-/// Tests in this binary run in parallel on as few as two cores. A test that measures wall time
-/// holds this lock exclusively (`quiet`), and a test that keeps the CPU busy for seconds holds
-/// it shared (`busy`), so that a measurement never runs beside them and judges the machine
-/// instead of lifeboat.
-static MEASURING: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-pub fn quiet() -> std::sync::RwLockWriteGuard<'static, ()> {
-    MEASURING
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub fn busy() -> std::sync::RwLockReadGuard<'static, ()> {
-    MEASURING
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}

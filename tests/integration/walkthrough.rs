@@ -414,7 +414,6 @@ fn the_plan_shows_commit_as_irreversible_and_only_what_changes() {
 /// Finding 7: an estate over 50 machines gets one line per master target.
 #[test]
 fn a_large_plan_summarises_each_master_target() {
-    let _busy = crate::util::busy();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let run = |args: &[&str]| {
         assert_cmd::Command::cargo_bin("lifeboat")
@@ -572,7 +571,6 @@ fn mermaid_edges(text: &str) -> usize {
 /// Mermaid's 500 edges is collapsed to groups with a note.
 #[test]
 fn graph_takes_a_goal_and_stays_under_mermaids_edge_limit() {
-    let _busy = crate::util::busy();
     let estate = Estate::new("reprotected", "");
     estate
         .lifeboat(&["apply", "--auto-approve"])

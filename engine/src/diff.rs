@@ -36,7 +36,7 @@ pub const FORMAT_VERSION: &str = "1";
 /// Names listed in one consequence before the rest are counted instead.
 const MAX_NAMES_IN_TEXT: usize = 5;
 
-/// What kind of difference a [`Change`] is. The strings are a public contract (JSON output).
+/// What kind of difference a [`Difference`] is. The strings are a public contract (JSON output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChangeKind {
@@ -101,7 +101,9 @@ impl ChangeKind {
 
 /// One semantic difference between the two plans.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-pub struct Change {
+// The schema keeps the name published before the rename, for consumers of its `$defs`.
+#[schemars(rename = "Change")]
+pub struct Difference {
     /// `machine.NAME`, `group.NAME`, `master_target.NAME`, `boot_order` or `plan`.
     pub address: String,
     pub kind: ChangeKind,
@@ -125,7 +127,9 @@ pub struct Change {
 
 /// Totals over all changes. Machines are counted once even when several changes affect them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct Summary {
+// The schema keeps the name published before the rename, for consumers of its `$defs`.
+#[schemars(rename = "Summary")]
+pub struct DiffSummary {
     pub changes: usize,
     pub dangerous: usize,
     pub added: usize,
@@ -138,8 +142,8 @@ pub struct Summary {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlanDiff {
     /// Dangerous changes first, then by address.
-    pub changes: Vec<Change>,
-    pub summary: Summary,
+    pub changes: Vec<Difference>,
+    pub summary: DiffSummary,
 }
 
 impl PlanDiff {
@@ -161,8 +165,8 @@ pub struct DiffReport {
     pub old: String,
     /// The new plan file, as given on the command line.
     pub new: String,
-    pub changes: Vec<Change>,
-    pub summary: Summary,
+    pub changes: Vec<Difference>,
+    pub summary: DiffSummary,
 }
 
 impl DiffReport {
@@ -413,7 +417,7 @@ fn name_of(value: Option<&Value>) -> Option<&str> {
 struct Differ<'a, 'p> {
     old: &'a Side<'p>,
     new: &'a Side<'p>,
-    changes: Vec<Change>,
+    changes: Vec<Difference>,
     /// Machines (of the new plan) that are new.
     added: HashSet<usize>,
 }
@@ -427,8 +431,8 @@ impl<'p> Differ<'_, 'p> {
         after: Option<Value>,
         consequence: String,
         dangerous: bool,
-    ) -> &mut Change {
-        self.changes.push(Change {
+    ) -> &mut Difference {
+        self.changes.push(Difference {
             address,
             kind,
             before,
@@ -969,7 +973,7 @@ impl<'p> Differ<'_, 'p> {
                 .fold(0u64, u64::saturating_add)
         };
         let new_gib = total(&mut self.added.iter().copied());
-        let summary = Summary {
+        let summary = DiffSummary {
             changes: self.changes.len(),
             dangerous: self.changes.iter().filter(|c| c.dangerous).count(),
             added: count(Action::Added),

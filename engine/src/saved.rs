@@ -221,7 +221,7 @@ pub fn check_fresh(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::output::Summary;
+    use crate::planner::output::PlanSummary;
     use crate::provider::Stage;
     use crate::state::MachineState;
 
@@ -253,7 +253,7 @@ mod tests {
                 changes: Vec::new(),
                 untouched: Vec::new(),
                 diagnostics: Vec::new(),
-                summary: Summary {
+                summary: PlanSummary {
                     changes: Default::default(),
                     downtime_machines: 0,
                     full_resync_changes: 0,

@@ -17,7 +17,7 @@ use lifeboat_engine::apply::{
     self, ApplyOptions, ApplyReport, Event, Journal, JournalError, RetryPolicy,
 };
 use lifeboat_engine::model::Recovery;
-use lifeboat_engine::planner::{self, Change, ExecutionPlan, Node};
+use lifeboat_engine::planner::{self, ExecutionPlan, Node, PlannedChange};
 use lifeboat_engine::provider::facts::{AppliedSettings, Facts, MachineFacts};
 use lifeboat_engine::provider::{
     OperationId, OperationKind, OperationOutcome, OperationRequest, OperationStatus, Provider,
@@ -287,7 +287,7 @@ struct RecordingJournal {
 
 #[async_trait::async_trait]
 impl Journal for RecordingJournal {
-    async fn before(&self, _: &Change, operation: &OperationId) -> Result<(), JournalError> {
+    async fn before(&self, _: &PlannedChange, operation: &OperationId) -> Result<(), JournalError> {
         self.trace
             .lock()
             .expect("trace lock")
@@ -297,7 +297,7 @@ impl Journal for RecordingJournal {
 
     async fn after(
         &self,
-        _: &Change,
+        _: &PlannedChange,
         operation: &OperationId,
         _: &Result<OperationOutcome, ProviderError>,
     ) -> Result<(), JournalError> {
@@ -507,7 +507,7 @@ fn change_ancestors(plan: &ExecutionPlan, n: NodeIndex) -> HashSet<String> {
 
 /// The longest path through the DAG, weighting each change with its duration (checkpoints
 /// take no time): the least time any executor needs with unlimited parallelism.
-fn critical_path(plan: &ExecutionPlan, duration: impl Fn(&Change) -> Duration) -> Duration {
+fn critical_path(plan: &ExecutionPlan, duration: impl Fn(&PlannedChange) -> Duration) -> Duration {
     let order = petgraph::algo::toposort(&plan.graph, None).expect("the plan's DAG is acyclic");
     let mut finish: HashMap<NodeIndex, Duration> = HashMap::new();
     for n in order {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use lifeboat_engine::diff::{Action, Change, ChangeKind, DiffReport, Summary, format_gib};
+use lifeboat_engine::diff::{Action, ChangeKind, DiffReport, DiffSummary, Difference, format_gib};
 use serde_json::Value;
 use similar::{Algorithm, DiffTag, capture_diff_slices};
 
@@ -57,7 +57,7 @@ pub fn human(report: &DiffReport, colour: bool) -> String {
 }
 
 /// "3 differences: 1 dangerous, 1 added, …".
-pub fn summary_line(summary: &Summary) -> String {
+pub fn summary_line(summary: &DiffSummary) -> String {
     if summary.changes == 0 {
         return "no differences: both files describe the same plan".to_string();
     }
@@ -95,7 +95,7 @@ fn plural(n: usize, word: &str) -> String {
 
 /// What changed, compactly: `datastore: vsan-01 → vmfs-01; depends_on: [dc-01, -pg-01]`.
 /// Additions and removals show nothing here: the consequence names what matters.
-fn details(change: &Change) -> String {
+fn details(change: &Difference) -> String {
     if change.kind.action() != Action::Changed {
         return String::new();
     }
@@ -278,7 +278,7 @@ const TABLE_HEADER: &str = "| | address | change | consequence |\n|---|---|---|-
 const DETAILS_OPEN: &str = "<details><summary>settings before and after</summary>\n\n";
 const DETAILS_CLOSE: &str = "</details>\n";
 
-fn summary_table(summary: &Summary) -> String {
+fn summary_table(summary: &DiffSummary) -> String {
     let mut table = String::from("| | changes |\n|---|---:|\n");
     let transfer = if summary.max_transfer_gib > 0 {
         format!("up to {}", format_gib(summary.max_transfer_gib))
@@ -298,7 +298,7 @@ fn summary_table(summary: &Summary) -> String {
     table
 }
 
-fn row(change: &Change) -> String {
+fn row(change: &Difference) -> String {
     let symbol = match (change.dangerous, change.kind.action()) {
         (true, _) => "❗",
         (false, Action::Added) => "➕",
@@ -314,7 +314,7 @@ fn row(change: &Change) -> String {
 }
 
 /// The settings of one change as a `diff` block: `-` before, `+` after.
-fn fold(change: &Change) -> String {
+fn fold(change: &Difference) -> String {
     let mut out = format!(
         "`{}` ({})\n\n```diff\n",
         code(&change.address),
@@ -379,8 +379,8 @@ mod tests {
 
     #[test]
     fn colour_is_used_only_when_asked_for() {
-        use lifeboat_engine::diff::{PlanDiff, Summary};
-        let change = Change {
+        use lifeboat_engine::diff::{DiffSummary, PlanDiff};
+        let change = Difference {
             address: "machine.db-01".to_string(),
             kind: ChangeKind::MachineRemoved,
             before: None,
@@ -391,10 +391,10 @@ mod tests {
         };
         let diff = PlanDiff {
             changes: vec![change],
-            summary: Summary {
+            summary: DiffSummary {
                 changes: 1,
                 removed: 1,
-                ..Summary::default()
+                ..DiffSummary::default()
             },
         };
         let report = DiffReport::new("old.yaml", "new.yaml", diff);

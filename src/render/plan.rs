@@ -6,8 +6,8 @@
 
 use std::fmt::Write as _;
 
-use lifeboat_engine::planner::output::{PlanOutput, Summary, gib};
-use lifeboat_engine::planner::{Action, Change};
+use lifeboat_engine::planner::output::{PlanOutput, PlanSummary, gib};
+use lifeboat_engine::planner::{Action, PlannedChange};
 use lifeboat_engine::state::drift::Drift;
 
 use super::plural;
@@ -26,7 +26,7 @@ fn symbol(action: Action) -> &'static str {
     }
 }
 
-fn risk_words(change: &Change) -> String {
+fn risk_words(change: &PlannedChange) -> String {
     let mut words = Vec::new();
     if is_irreversible(change) {
         words.push("irreversible: the Azure replica is removed".to_string());
@@ -43,18 +43,18 @@ fn risk_words(change: &Change) -> String {
     words.join(", ")
 }
 
-fn is_dangerous(change: &Change) -> bool {
+fn is_dangerous(change: &PlannedChange) -> bool {
     change.risk.is_dangerous()
 }
 
 /// A commit removes the replica in Azure: after it there is no way back to Azure without a
 /// new replication, so a reviewer must see it beside the dangerous changes.
-fn is_irreversible(change: &Change) -> bool {
+fn is_irreversible(change: &PlannedChange) -> bool {
     change.action == Action::Commit
 }
 
 /// Changes a reviewer must look at first: dangerous or irreversible.
-fn is_flagged(change: &Change) -> bool {
+fn is_flagged(change: &PlannedChange) -> bool {
     is_dangerous(change) || is_irreversible(change)
 }
 
@@ -62,7 +62,7 @@ fn is_flagged(change: &Change) -> bool {
 /// new` (one line each, they are what a reviewer checks), settings that appear on one line,
 /// and settings that end (a failback ends the replication) on one line naming the master
 /// target, not each setting again.
-fn setting_lines(change: &Change) -> Vec<String> {
+fn setting_lines(change: &PlannedChange) -> Vec<String> {
     let mut lines = Vec::new();
     let mut added = Vec::new();
     for (key, after) in &change.after {
@@ -96,7 +96,7 @@ fn setting_lines(change: &Change) -> Vec<String> {
 }
 
 /// "Plan: 12 to reprotect, 0 to fail back, …; downtime for 0 machines; up to 3.2 TiB to transfer"
-pub fn summary_line(summary: &Summary) -> String {
+pub fn summary_line(summary: &PlanSummary) -> String {
     let count = |action: Action| summary.changes.get(&action).copied().unwrap_or(0);
     let machines = |n: usize| plural(n, "machine");
     format!(
@@ -180,7 +180,7 @@ pub fn render_human(output: &PlanOutput, colour: bool) -> String {
             "lifeboat will make these changes to reach the goal `{}`:",
             output.goal
         );
-        let (flagged, safe): (Vec<&Change>, Vec<&Change>) =
+        let (flagged, safe): (Vec<&PlannedChange>, Vec<&PlannedChange>) =
             output.changes.iter().partition(|c| is_flagged(c));
         for (title, changes) in [
             ("Dangerous or irreversible changes", flagged),
@@ -236,7 +236,7 @@ pub fn render_human(output: &PlanOutput, colour: bool) -> String {
 /// change.
 fn master_target_lines(output: &PlanOutput) -> String {
     let machines: std::collections::HashSet<&str> =
-        output.changes.iter().map(Change::machine).collect();
+        output.changes.iter().map(PlannedChange::machine).collect();
     if machines.len() <= MASTER_TARGET_SUMMARY_FROM {
         return String::new();
     }
@@ -355,8 +355,8 @@ pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
     let budget = MARKDOWN_LIMIT.saturating_sub(head.len() + reserve);
     let mut body = String::new();
     let mut shown = 0usize;
-    let dangerous: Vec<&Change> = output.changes.iter().filter(|c| is_flagged(c)).collect();
-    let others: Vec<&Change> = output.changes.iter().filter(|c| !is_flagged(c)).collect();
+    let dangerous: Vec<&PlannedChange> = output.changes.iter().filter(|c| is_flagged(c)).collect();
+    let others: Vec<&PlannedChange> = output.changes.iter().filter(|c| !is_flagged(c)).collect();
     let mut full = false;
     for (title, changes, folded) in [
         ("⚠️ Dangerous or irreversible changes", &dangerous, false),

@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::diagnostic::codes;
-use crate::planner::{Action, Change, ExecutionPlan, Node};
+use crate::planner::{Action, ExecutionPlan, Node, PlannedChange};
 use crate::provider::{OperationId, OperationOutcome, OperationRequest, Provider, ProviderError};
 
 /// How long and how often to retry transient errors.
@@ -104,16 +104,20 @@ pub trait Journal: Send + Sync {
     /// Called right before the operation is recorded and sent: the last chance to refuse it.
     /// `apply` re-runs the machine's preflight checks here, against fresh facts, because the
     /// sites keep changing while an apply runs. The default accepts every change.
-    async fn check(&self, _change: &Change) -> Result<(), ProviderError> {
+    async fn check(&self, _change: &PlannedChange) -> Result<(), ProviderError> {
         Ok(())
     }
 
     /// Called before `operation` is sent; it must be recorded when this returns `Ok`.
-    async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), JournalError>;
+    async fn before(
+        &self,
+        change: &PlannedChange,
+        operation: &OperationId,
+    ) -> Result<(), JournalError>;
     /// Called with the provider's answer.
     async fn after(
         &self,
-        change: &Change,
+        change: &PlannedChange,
         operation: &OperationId,
         outcome: &Result<OperationOutcome, ProviderError>,
     ) -> Result<(), JournalError>;
@@ -141,13 +145,13 @@ pub struct NoJournal;
 
 #[async_trait::async_trait]
 impl Journal for NoJournal {
-    async fn before(&self, _: &Change, _: &OperationId) -> Result<(), JournalError> {
+    async fn before(&self, _: &PlannedChange, _: &OperationId) -> Result<(), JournalError> {
         Ok(())
     }
 
     async fn after(
         &self,
-        _: &Change,
+        _: &PlannedChange,
         _: &OperationId,
         _: &Result<OperationOutcome, ProviderError>,
     ) -> Result<(), JournalError> {
@@ -402,7 +406,7 @@ fn descendants(graph: &petgraph::graph::DiGraph<Node, ()>, n: NodeIndex) -> Vec<
 /// One change: the checks only the executor can make, the write-ahead record, the provider
 /// call with retries, and the record of the outcome.
 async fn run_one(
-    change: &Change,
+    change: &PlannedChange,
     operation: OperationId,
     provider: &dyn Provider,
     journal: &dyn Journal,

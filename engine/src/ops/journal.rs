@@ -14,7 +14,7 @@ use crate::apply::{Journal, JournalError};
 use crate::assign::Assignment;
 use crate::diagnostic::Diagnostic;
 use crate::model::{Plan, Timestamp};
-use crate::planner::{Action, Change};
+use crate::planner::{Action, PlannedChange};
 use crate::preflight;
 use crate::provider::{OperationId, OperationOutcome, Provider, ProviderError, Stage};
 use crate::state::{PendingOperation, State, StateBackend, StateError};
@@ -159,14 +159,18 @@ impl StateJournal {
 
 #[async_trait::async_trait]
 impl Journal for StateJournal {
-    async fn check(&self, change: &Change) -> Result<(), ProviderError> {
+    async fn check(&self, change: &PlannedChange) -> Result<(), ProviderError> {
         match &self.recheck {
             Some(recheck) => recheck.check(change).await,
             None => Ok(()),
         }
     }
 
-    async fn before(&self, change: &Change, operation: &OperationId) -> Result<(), JournalError> {
+    async fn before(
+        &self,
+        change: &PlannedChange,
+        operation: &OperationId,
+    ) -> Result<(), JournalError> {
         let Some(kind) = change.action.operation() else {
             return Ok(());
         };
@@ -194,7 +198,7 @@ impl Journal for StateJournal {
 
     async fn after(
         &self,
-        change: &Change,
+        change: &PlannedChange,
         operation: &OperationId,
         outcome: &Result<OperationOutcome, ProviderError>,
     ) -> Result<(), JournalError> {
@@ -239,7 +243,7 @@ impl Recheck {
         }
     }
 
-    pub async fn check(&self, change: &Change) -> Result<(), ProviderError> {
+    pub async fn check(&self, change: &PlannedChange) -> Result<(), ProviderError> {
         let Some(&m) = self.index.get(change.machine()) else {
             return Ok(());
         };

@@ -122,7 +122,9 @@ impl Risk {
 
 /// One change of the plan: one action on one machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Change {
+// The schema keeps the name published before the rename, for consumers of its `$defs`.
+#[schemars(rename = "Change")]
+pub struct PlannedChange {
     /// `ACTION ADDRESS`, unique in a plan, e.g. `failback machine.db-01`.
     pub id: String,
     /// `machine.NAME`.
@@ -140,7 +142,7 @@ pub struct Change {
     pub settings: Option<ReprotectSettings>,
 }
 
-impl Change {
+impl PlannedChange {
     pub fn machine(&self) -> &str {
         self.address
             .strip_prefix("machine.")
@@ -169,7 +171,7 @@ pub struct Untouched {
 pub struct ExecutionPlan {
     pub goal: Goal,
     /// In a topological order of [`Self::graph`].
-    pub changes: Vec<Change>,
+    pub changes: Vec<PlannedChange>,
     pub graph: DiGraph<Node, ()>,
     /// Machines ahead of the goal, or missing at the site.
     pub untouched: Vec<Untouched>,
@@ -233,7 +235,7 @@ pub fn build(
     released: &[(String, Stage)],
 ) -> ExecutionPlan {
     let goal = Stage::from_goal(plan.goal());
-    let mut changes: Vec<Change> = Vec::new();
+    let mut changes: Vec<PlannedChange> = Vec::new();
     let mut untouched = Vec::new();
     // Per machine, the change index of each action it gets.
     let mut by_machine: Vec<BTreeMap<Action, usize>> = vec![BTreeMap::new(); plan.machines.len()];
@@ -270,7 +272,7 @@ pub fn build(
 
         let mut push = |action: Action, reason: String, before, after, risk, settings| {
             by_machine[m].insert(action, changes.len());
-            changes.push(Change {
+            changes.push(PlannedChange {
                 id: format!("{action} {address}"),
                 address: address.clone(),
                 action,
@@ -398,7 +400,7 @@ pub fn build(
     }
 
     for (name, stage) in released {
-        changes.push(Change {
+        changes.push(PlannedChange {
             id: format!("release machine.{name}"),
             address: format!("machine.{name}"),
             action: Action::Release,
@@ -418,7 +420,7 @@ pub fn build(
 
 fn build_graph(
     plan: &Plan,
-    changes: &[Change],
+    changes: &[PlannedChange],
     by_machine: &[BTreeMap<Action, usize>],
 ) -> DiGraph<Node, ()> {
     let mut graph: DiGraph<Node, ()> =
@@ -525,7 +527,7 @@ fn build_graph(
 /// Puts the changes in a deterministic topological order (ties by the order they were made,
 /// which is plan order) and fills in each change's `depends_on`.
 fn order(
-    changes: Vec<Change>,
+    changes: Vec<PlannedChange>,
     graph: DiGraph<Node, ()>,
     goal: Goal,
     untouched: Vec<Untouched>,
@@ -569,7 +571,7 @@ fn order(
             ordered_ids.push(i);
         }
     }
-    let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+    let mut slots: Vec<Option<PlannedChange>> = changes.into_iter().map(Some).collect();
     let mut ordered = Vec::with_capacity(ordered_ids.len());
     for &i in &ordered_ids {
         let mut change = slots[i].take().expect("each change is placed once");

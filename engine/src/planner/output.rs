@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Change, ExecutionPlan, Untouched};
+use super::{Action, ExecutionPlan, PlannedChange, Untouched};
 use crate::diagnostic::JsonDiagnostic;
 use crate::model::Goal;
 
@@ -21,12 +21,12 @@ pub struct PlanOutput {
     /// The state's serial when the plan was made.
     pub serial: Option<u64>,
     pub goal: Goal,
-    pub changes: Vec<Change>,
+    pub changes: Vec<PlannedChange>,
     /// Machines the plan leaves alone, and why.
     #[serde(default)]
     pub untouched: Vec<Untouched>,
     pub diagnostics: Vec<JsonDiagnostic>,
-    pub summary: Summary,
+    pub summary: PlanSummary,
     /// Only under `plan --refresh-only` (then `changes` is empty): where the sites differ
     /// from what the state records. An empty list means no drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,7 +34,9 @@ pub struct PlanOutput {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Summary {
+// The schema keeps the name published before the rename, for consumers of its `$defs`.
+#[schemars(rename = "Summary")]
+pub struct PlanSummary {
     /// Changes per action; every action is present, with 0 when unused.
     pub changes: BTreeMap<Action, usize>,
     /// Machines that will have application downtime (a failback).
@@ -45,7 +47,7 @@ pub struct Summary {
     pub max_transfer_gib: u64,
 }
 
-impl Summary {
+impl PlanSummary {
     pub fn of(plan: &ExecutionPlan) -> Self {
         Self {
             changes: plan.counts(),
@@ -79,7 +81,7 @@ impl PlanOutput {
             changes: plan.changes.clone(),
             untouched: plan.untouched.clone(),
             diagnostics,
-            summary: Summary::of(plan),
+            summary: PlanSummary::of(plan),
             drift: None,
         }
     }

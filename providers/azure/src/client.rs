@@ -5,7 +5,7 @@
 //!   `x-ms-request-id` and `x-ms-correlation-request-id` are logged at debug level.
 //! - Throttling (429), server errors (5xx) and connection failures are transient: a GET is
 //!   retried with exponential backoff (backon), each wait replaced by ARM's `Retry-After`
-//!   when it sends one, up to [`RetryPolicy::max_retries`]; then the error reaches the
+//!   when it sends one, up to [`ArmRetryPolicy::max_retries`]; then the error reaches the
 //!   engine as transient, with ARM's code. A POST is retried here only when ARM cannot have
 //!   acted on it (429, or no connection at all); after a 5xx or a lost answer it goes back to
 //!   the engine, whose next `run` awaits the item's running job and looks for the job by
@@ -61,7 +61,7 @@ impl Default for Limits {
 
 /// How ARM requests are retried inside the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub struct ArmRetryPolicy {
     /// Retries after the first attempt.
     pub max_retries: usize,
     pub min_delay: Duration,
@@ -70,7 +70,7 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
 }
 
-impl Default for RetryPolicy {
+impl Default for ArmRetryPolicy {
     fn default() -> Self {
         Self {
             max_retries: 4,
@@ -158,7 +158,7 @@ pub struct ArmClient {
     endpoint: Url,
     scope: String,
     tokens: Arc<dyn TokenSource>,
-    retry: RetryPolicy,
+    retry: ArmRetryPolicy,
     limits: Limits,
 }
 
@@ -179,7 +179,7 @@ impl ArmClient {
         endpoint: Url,
         scope: String,
         tokens: Arc<dyn TokenSource>,
-        retry: RetryPolicy,
+        retry: ArmRetryPolicy,
     ) -> Self {
         Self {
             http,

@@ -47,7 +47,7 @@ use crate::arm::{
     Fabric, Job, JobState, Policy, ReplicationProtectedItem, ReplicationProviderSpecificSettings,
     VCenter,
 };
-use crate::client::{ArmClient, RetryPolicy};
+use crate::client::{ArmClient, ArmRetryPolicy};
 use crate::config::{AzureConfig, ConfigError, http_client};
 use crate::credential::{Credential, TokenSource};
 use crate::lro::{self, PollPolicy, Started};
@@ -78,7 +78,7 @@ impl AzureProvider {
             config,
             http,
             Arc::new(credential),
-            RetryPolicy::default(),
+            ArmRetryPolicy::default(),
             PollPolicy::default(),
         ))
     }
@@ -88,7 +88,7 @@ impl AzureProvider {
         config: AzureConfig,
         http: reqwest::Client,
         tokens: Arc<dyn TokenSource>,
-        retry: RetryPolicy,
+        retry: ArmRetryPolicy,
         poll: PollPolicy,
     ) -> Self {
         let client = ArmClient::new(http, config.endpoint.clone(), config.scope(), tokens, retry);

@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use common::mock::{Canned, Mock};
 use lifeboat_engine::provider::ProviderError;
-use lifeboat_provider_azure::client::{ArmClient, Limits, RetryPolicy};
+use lifeboat_provider_azure::client::{ArmClient, ArmRetryPolicy, Limits};
 use lifeboat_provider_azure::credential::{StaticToken, Token, TokenSource};
 use serde_json::{Value, json};
 use url::Url;
 
 const TOKEN: &str = "tok-SECRET-4f9a1c";
 
-fn fast() -> RetryPolicy {
-    RetryPolicy {
+fn fast() -> ArmRetryPolicy {
+    ArmRetryPolicy {
         max_retries: 2,
         min_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(40),
@@ -24,7 +24,7 @@ fn fast() -> RetryPolicy {
     }
 }
 
-fn client_with(mock: &Mock, tokens: Arc<dyn TokenSource>, retry: RetryPolicy) -> ArmClient {
+fn client_with(mock: &Mock, tokens: Arc<dyn TokenSource>, retry: ArmRetryPolicy) -> ArmClient {
     ArmClient::new(
         reqwest::Client::new(),
         Url::parse(&mock.base).expect("the mock's URL"),

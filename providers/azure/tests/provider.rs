@@ -15,7 +15,7 @@ use lifeboat_engine::provider::{
     OperationId, OperationKind, OperationRequest, OperationStatus, Provider, RefreshRequest,
     ReprotectSettings, Stage,
 };
-use lifeboat_provider_azure::client::RetryPolicy;
+use lifeboat_provider_azure::client::ArmRetryPolicy;
 use lifeboat_provider_azure::credential::{StaticToken, Token};
 use lifeboat_provider_azure::lro::PollPolicy;
 use lifeboat_provider_azure::{AzureConfig, AzureProvider};
@@ -304,7 +304,7 @@ fn provider_waiting(vault: &Vault, max_wait: Duration) -> AzureProvider {
         config,
         reqwest::Client::new(),
         Arc::new(StaticToken(Token::new(TOKEN))),
-        RetryPolicy {
+        ArmRetryPolicy {
             max_retries: 2,
             min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(40),

@@ -11,7 +11,7 @@ use lifeboat_engine::model::Recovery;
 use lifeboat_engine::provider::facts::Stage;
 use lifeboat_engine::provider::{HomeSettings, OperationId, RefreshRequest, ReprotectSettings};
 use lifeboat_provider_azure::arm::{Fabric, Job, Page, Policy, ReplicationProtectedItem};
-use lifeboat_provider_azure::client::{ArmClient, ArmResponse, RetryPolicy};
+use lifeboat_provider_azure::client::{ArmClient, ArmResponse, ArmRetryPolicy};
 use lifeboat_provider_azure::credential::{StaticToken, Token};
 use lifeboat_provider_azure::lro::{self, Started};
 use lifeboat_provider_azure::mapping::{self, Inventory};
@@ -245,7 +245,7 @@ fn the_recorded_202_is_followed_to_its_job() {
         url::Url::parse("https://centraluseuap.management.azure.com").expect("a URL"),
         "https://management.azure.com/.default".into(),
         Arc::new(StaticToken(Token::new("t"))),
-        RetryPolicy::default(),
+        ArmRetryPolicy::default(),
     );
     match lro::started(&client, &response).expect("a long-running operation") {
         Started::Running(operation) => {

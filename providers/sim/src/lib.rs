@@ -146,7 +146,7 @@ impl SimProvider {
         change: impl FnOnce(&mut World, Timestamp) -> R + Send + 'static,
     ) -> Result<R, ProviderError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.gate.enqueue(Box::new(Pending {
+        self.gate.enqueue(Box::new(QueuedTransaction {
             change: Some(change),
             result: None,
             reply,
@@ -182,13 +182,13 @@ impl SimProvider {
 }
 
 /// A queued [`SimProvider::transact`]: the change, then its result until the write is known.
-struct Pending<F, R> {
+struct QueuedTransaction<F, R> {
     change: Option<F>,
     result: Option<R>,
     reply: tokio::sync::oneshot::Sender<Result<R, WorldError>>,
 }
 
-impl<F, R> store::Transaction for Pending<F, R>
+impl<F, R> store::Transaction for QueuedTransaction<F, R>
 where
     F: FnOnce(&mut World, Timestamp) -> R + Send,
     R: Send,

@@ -144,7 +144,7 @@ fn main() {
     let facts = runtime
         .block_on(provider.refresh(&preflight::refresh_request(&plan)))
         .expect("refreshes");
-    let execution = planner::build(&plan, &validation, &facts, &[]);
+    let execution = planner::build(&plan, &validation, &facts, &[]).expect("no cycle");
     let mut world = store::read(&world_path).expect("world");
 
     let boot_group_of: HashMap<String, usize> = plan

@@ -80,16 +80,53 @@ pub struct ProviderRef {
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
+/// Why a lifeboat JSON document (a state file or a saved plan) was refused: a reason without
+/// the file name, which the caller adds. Foreign documents are named for what they are,
+/// because "unknown field `kind`" would not tell anyone what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    #[error("the file is empty (truncated?)")]
+    Empty,
+    #[error("not valid JSON ({0}); truncated?")]
+    NotJson(String),
+    #[error("the document is not a JSON object")]
+    NotAnObject,
+    #[error("this is a saved plan, not a state file")]
+    SavedPlanNotState,
+    #[error("this is a lifeboat state file, not a saved plan")]
+    StateNotSavedPlan,
+    #[error("its `kind` is `{0}`, not `{KIND}`")]
+    ForeignKind(String),
+    #[error("not a saved plan (no `kind: {KIND}`)")]
+    NoKind,
+    #[error("`format_version` is missing{0}")]
+    NoFormatVersion(&'static str),
+    #[error(
+        "format version {found} is not supported; this lifeboat reads version `{supported}` (written by a newer lifeboat?)"
+    )]
+    FormatVersion {
+        found: String,
+        supported: &'static str,
+    },
+    /// The document has the right kind and version but not the right shape.
+    #[error("not {what}: {detail}")]
+    Shape { what: &'static str, detail: String },
+    #[error("`lineage` `{0}` is not a UUID")]
+    Lineage(String),
+    #[error("machine `{machine}` has a pending operation for machine `{other}`")]
+    ForeignPending { machine: String, other: String },
+}
+
 /// Parses a lifeboat JSON file far enough to know it is a JSON object, with the messages
 /// both the state and saved plans give for empty, truncated or non-object files.
-pub(crate) fn json_object(text: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn json_object(text: &str) -> Result<serde_json::Value, DocumentError> {
     if text.trim().is_empty() {
-        return Err("the file is empty (truncated?)".to_string());
+        return Err(DocumentError::Empty);
     }
     let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e}); truncated?"))?;
+        serde_json::from_str(text).map_err(|e| DocumentError::NotJson(e.to_string()))?;
     if !value.is_object() {
-        return Err("the document is not a JSON object".to_string());
+        return Err(DocumentError::NotAnObject);
     }
     Ok(value)
 }
@@ -108,27 +145,31 @@ impl SavedPlan {
     /// Parses a saved plan. The error is a reason without the file name (the caller adds it).
     /// State files and other JSON are recognised as foreign before the typed parse, so the
     /// message says what the file is instead of which field surprised the parser.
-    pub fn from_json(text: &str) -> Result<SavedPlan, String> {
+    pub fn from_json(text: &str) -> Result<SavedPlan, DocumentError> {
         let value = crate::saved::json_object(text)?;
         let object = value.as_object().expect("json_object returns an object");
         match object.get("kind").and_then(|k| k.as_str()) {
             Some(KIND) => {}
-            Some(other) => return Err(format!("its `kind` is `{other}`, not `{KIND}`")),
+            Some(other) => return Err(DocumentError::ForeignKind(other.to_string())),
             None if object.contains_key("lineage") && object.contains_key("machines") => {
-                return Err("this is a lifeboat state file, not a saved plan".to_string());
+                return Err(DocumentError::StateNotSavedPlan);
             }
-            None => return Err(format!("not a saved plan (no `kind: {KIND}`)")),
+            None => return Err(DocumentError::NoKind),
         }
         match object.get("format_version") {
             Some(serde_json::Value::String(v)) if v == FORMAT_VERSION => {}
             Some(other) => {
-                return Err(format!(
-                    "format version {other} is not supported; this lifeboat reads version `{FORMAT_VERSION}` (written by a newer lifeboat?)"
-                ));
+                return Err(DocumentError::FormatVersion {
+                    found: other.to_string(),
+                    supported: FORMAT_VERSION,
+                });
             }
-            None => return Err("`format_version` is missing".to_string()),
+            None => return Err(DocumentError::NoFormatVersion("")),
         }
-        serde_json::from_value(value).map_err(|e| format!("not a valid saved plan: {e}"))
+        serde_json::from_value(value).map_err(|e| DocumentError::Shape {
+            what: "a valid saved plan",
+            detail: e.to_string(),
+        })
     }
 
     pub fn to_json(&self) -> String {
@@ -346,7 +387,7 @@ mod tests {
         ];
         for (text, expected) in cases {
             let error = SavedPlan::from_json(&text).expect_err(expected);
-            assert!(error.contains(expected), "{expected}: {error}");
+            assert!(error.to_string().contains(expected), "{expected}: {error}");
         }
     }
 }

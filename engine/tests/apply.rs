@@ -56,7 +56,7 @@ fn build_with(goal: &str, body: &str, fact: impl Fn(&str) -> MachineFacts) -> Ex
     for name in plan.machines.names() {
         facts.machines.insert(name.to_string(), fact(name));
     }
-    planner::build(&plan, &validation, &facts, &[])
+    planner::build(&plan, &validation, &facts, &[]).expect("no cycle")
 }
 
 /// Every machine failed over: each gets reprotect → failback (→ commit) depending on `goal`.

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lifeboat_engine::model::Goal;
-use lifeboat_engine::{Spanned, planner};
+use lifeboat_engine::{Spanned, ops};
 
 use super::Exit;
 use super::pipeline;
@@ -25,13 +25,18 @@ pub fn run(
     if let Some(goal) = goal {
         session.plan.goal = Some(Spanned::bare(goal));
     }
-    let released = session.state.released(session.plan.machines.names());
-    let execution = planner::build(
+    let execution = match ops::graph(
         &session.plan,
         &session.validation,
         &session.facts,
-        &released,
-    );
+        &session.state,
+    ) {
+        Ok(execution) => execution,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Error;
+        }
+    };
     if execution.is_empty() {
         // An empty diagram is easy to mistake for a rendering failure; say why it is empty.
         eprintln!(

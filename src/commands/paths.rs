@@ -50,8 +50,3 @@ pub fn check_plan_file(plan_path: &Path) -> Result<(), Box<Diagnostic>> {
         )
     })
 }
-
-/// `plan::path-outside` for every path the plan names that is not contained.
-pub fn check_plan(plan_path: &Path, plan: &lifeboat_engine::Plan) -> Vec<Diagnostic> {
-    containment(plan_path).map_or_else(Vec::new, |c| c.check_plan(plan))
-}

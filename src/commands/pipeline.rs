@@ -11,7 +11,7 @@ use std::time::Duration;
 use lifeboat_engine::model::Plan;
 use lifeboat_engine::provider::{Facts, Provider};
 use lifeboat_engine::state::{LocalBackend, LockGuard, State};
-use lifeboat_engine::validate::{self, Validation};
+use lifeboat_engine::validate::Validation;
 use lifeboat_engine::{SourceFile, load, ops};
 
 use super::Exit;
@@ -49,12 +49,7 @@ pub fn load_valid(plan_path: &Path) -> Result<(SourceFile, Plan, Validation), Ex
     // The world of a large simulated estate takes longer to parse than the plan takes to
     // validate: start on it now, on the other core.
     let warming = super::provider::warm_up(plan_path, &plan);
-    let mut validation = validate::validate(&plan);
-    let outside = super::paths::check_plan(plan_path, &plan);
-    if !outside.is_empty() {
-        validation.diagnostics.extend(outside);
-        lifeboat_engine::diagnostic::sort(&mut validation.diagnostics);
-    }
+    let validation = ops::validate(&plan, super::paths::containment(plan_path).as_ref());
     if let Some(warming) = warming {
         // The warm-up only fills the provider's cache; its errors are reported when the
         // provider is opened for real.

@@ -33,7 +33,7 @@ pub fn read(path: &Path) -> Result<SavedPlan, ()> {
         eprintln!("  help: make a new one with `lifeboat plan --out FILE`");
     };
     let text = String::from_utf8(bytes).map_err(|_| unusable("not UTF-8 text"))?;
-    SavedPlan::from_json(&text).map_err(|reason| unusable(&reason))
+    SavedPlan::from_json(&text).map_err(|reason| unusable(&reason.to_string()))
 }
 
 pub fn run(path: &Path, format: OutputFormat) -> Exit {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use lifeboat_engine::{Diagnostic, SourceFile, load, validate};
+use lifeboat_engine::{Diagnostic, SourceFile, load, ops};
 
 use super::Exit;
 use crate::cli::DiagnosticFormat;
@@ -21,15 +21,7 @@ pub fn run(path: &Path, format: DiagnosticFormat) -> Exit {
         }
     };
     let diagnostics = match load::load_plan_all(&file) {
-        Ok(plan) => {
-            let mut diagnostics = validate::validate(&plan).diagnostics;
-            let outside = super::paths::check_plan(path, &plan);
-            if !outside.is_empty() {
-                diagnostics.extend(outside);
-                lifeboat_engine::diagnostic::sort(&mut diagnostics);
-            }
-            diagnostics
-        }
+        Ok(plan) => ops::validate(&plan, super::paths::containment(path).as_ref()).diagnostics,
         Err(diagnostics) => diagnostics,
     };
     emit(&diagnostics, &file, format);

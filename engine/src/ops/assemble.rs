@@ -27,11 +27,15 @@ impl Planned {
     }
 }
 
-/// A `--target` address that names nothing the plan has.
+pub use planner::{CycleError, TargetError};
+
+/// Why no execution plan could be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct TargetError {
-    pub message: String,
+pub enum PlanError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Cycle(#[from] CycleError),
 }
 
 /// Plans the changes that take every machine from where the facts say it is to the goal,
@@ -43,9 +47,8 @@ pub fn plan(
     state: &State,
     targets: &[String],
     now: Timestamp,
-) -> Result<Planned, TargetError> {
-    let selected = planner::resolve_targets(plan, validation, targets)
-        .map_err(|message| TargetError { message })?;
+) -> Result<Planned, PlanError> {
+    let selected = planner::resolve_targets(plan, validation, targets)?;
     let mut diagnostics = validation.diagnostics.clone();
     diagnostics.extend(preflight::preflight(
         plan,
@@ -54,7 +57,7 @@ pub fn plan(
         now,
     ));
     let released = state.released(plan.machines.names());
-    let mut execution = planner::build(plan, validation, facts, &released);
+    let mut execution = planner::build(plan, validation, facts, &released)?;
     if !targets.is_empty() {
         execution = execution.restrict(&selected);
         diagnostics.push(targeted_warning(targets, &selected));
@@ -67,6 +70,19 @@ pub fn plan(
     })
 }
 
+/// Every change towards the goal, without preflight (for `graph`: the order, whatever the
+/// facts would refuse). Machines the state knows but the plan no longer names are released,
+/// as in [`plan`].
+pub fn graph(
+    plan: &Plan,
+    validation: &Validation,
+    facts: &Facts,
+    state: &State,
+) -> Result<ExecutionPlan, CycleError> {
+    let released = state.released(plan.machines.names());
+    planner::build(plan, validation, facts, &released)
+}
+
 /// `plan --refresh-only`: no change is planned and no preflight check runs (nothing will
 /// run); the state is compared with the sites. `targets` are checked, not used.
 pub fn refresh_only(
@@ -75,9 +91,8 @@ pub fn refresh_only(
     facts: &Facts,
     state: &State,
     targets: &[String],
-) -> Result<Planned, TargetError> {
-    planner::resolve_targets(plan, validation, targets)
-        .map_err(|message| TargetError { message })?;
+) -> Result<Planned, PlanError> {
+    planner::resolve_targets(plan, validation, targets)?;
     let mut diagnostics = validation.diagnostics.clone();
     diagnostic::sort(&mut diagnostics);
     Ok(Planned {

@@ -9,15 +9,19 @@
 //! - [`run`]: `apply` itself, with [`journal`]: the state as the executor's write-ahead journal
 //!   (group-committed deltas) and the per-operation preflight re-check.
 //!
-//! `validate` is [`crate::load::load_plan`] then [`crate::validate::validate`].
+//! - [`check`]: `validate`: the plan's rules and where the files it names may be.
 
 pub mod assemble;
+pub mod check;
 pub mod journal;
 pub mod reconcile;
 pub mod run;
 pub mod session;
 
-pub use assemble::{Planned, TargetError, plan, refresh_only, same_changes};
+pub use assemble::{
+    CycleError, PlanError, Planned, TargetError, graph, plan, refresh_only, same_changes,
+};
+pub use check::validate;
 pub use journal::{Recheck, StateJournal};
 pub use reconcile::{ReconcileError, Reconciled, reconcile};
 pub use run::{ApplyError, ApplyInput, apply};

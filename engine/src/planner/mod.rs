@@ -233,7 +233,7 @@ pub fn build(
     validation: &Validation,
     facts: &Facts,
     released: &[(String, Stage)],
-) -> ExecutionPlan {
+) -> Result<ExecutionPlan, CycleError> {
     let goal = Stage::from_goal(plan.goal());
     let mut changes: Vec<PlannedChange> = Vec::new();
     let mut untouched = Vec::new();
@@ -531,7 +531,7 @@ fn order(
     graph: DiGraph<Node, ()>,
     goal: Goal,
     untouched: Vec<Untouched>,
-) -> ExecutionPlan {
+) -> Result<ExecutionPlan, CycleError> {
     let mut in_degree: Vec<usize> = graph
         .node_indices()
         .map(|n| graph.neighbors_directed(n, petgraph::Incoming).count())
@@ -551,18 +551,21 @@ fn order(
             }
         }
     }
-    // Validation rejects every cycle the file can express; the planner adds none.
-    assert_eq!(
-        topological.len(),
-        graph.node_count(),
-        "the operation graph has a cycle"
-    );
-
     let ids: Vec<String> = changes.iter().map(|c| c.id.clone()).collect();
     let id_of = |n: NodeIndex| match &graph[n] {
         Node::Change(i) => ids[*i].clone(),
         Node::Checkpoint(label) => label.clone(),
     };
+    if topological.len() != graph.node_count() {
+        // The nodes never freed are on a cycle or behind one.
+        let through = graph
+            .node_indices()
+            .filter(|n| in_degree[n.index()] > 0)
+            .take(10)
+            .map(id_of)
+            .collect();
+        return Err(CycleError { through });
+    }
     let mut position = vec![0usize; changes.len()];
     let mut ordered_ids = Vec::with_capacity(changes.len());
     for n in &topological {
@@ -591,12 +594,12 @@ fn order(
         },
         |_, _| (),
     );
-    ExecutionPlan {
+    Ok(ExecutionPlan {
         goal,
         changes: ordered,
         graph,
         untouched,
-    }
+    })
 }
 
 /// The machines `--target` addresses select: `machine.NAME`, `group.NAME` (its members) or
@@ -605,16 +608,38 @@ fn order(
 const ADDRESS_KINDS: &str =
     "`machine.NAME`, `group.NAME`, `boot_group.NAME` or `master_target.NAME`";
 
+/// A `--target` address that is malformed or names nothing the plan has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("`{0}` is not an address; use {ADDRESS_KINDS}")]
+    NotAnAddress(String),
+    #[error("`{0}` names nothing in the plan")]
+    NamesNothing(String),
+}
+
+/// The operation graph could not be ordered. Validation rejects every cycle a plan file can
+/// express and the planner adds none, so this is a defect of lifeboat's, reported with the
+/// nodes involved instead of aborting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the operation graph has a cycle through {}; this is a defect of lifeboat, please report it with the plan",
+    .through.join(", ")
+)]
+pub struct CycleError {
+    /// Ids of the changes and checkpoints left unordered (at most ten).
+    pub through: Vec<String>,
+}
+
 pub fn resolve_targets(
     plan: &Plan,
     validation: &Validation,
     addresses: &[String],
-) -> Result<std::collections::HashSet<String>, String> {
+) -> Result<std::collections::HashSet<String>, TargetError> {
     let mut machines = std::collections::HashSet::new();
     for address in addresses {
         let (kind, name) = address
             .split_once('.')
-            .ok_or_else(|| format!("`{address}` is not an address; use {ADDRESS_KINDS}"))?;
+            .ok_or_else(|| TargetError::NotAnAddress(address.clone()))?;
         let before = machines.len();
         match kind {
             "machine" => {
@@ -644,9 +669,7 @@ pub fn resolve_targets(
                 }
             }
             _ => {
-                return Err(format!(
-                    "`{address}` is not an address; use {ADDRESS_KINDS}"
-                ));
+                return Err(TargetError::NotAnAddress(address.clone()));
             }
         }
         if machines.len() == before && !plan.machines.is_empty() {
@@ -657,7 +680,7 @@ pub fn resolve_targets(
                 _ => plan.master_targets.names().any(|n| n == name),
             };
             if !known {
-                return Err(format!("`{address}` names nothing in the plan"));
+                return Err(TargetError::NamesNothing(address.clone()));
             }
         }
     }
@@ -718,5 +741,37 @@ impl ExecutionPlan {
             graph,
             untouched,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A graph the planner can never make (validation rejects every cycle a file can
+    /// express); if one ever appears, planning says so with the nodes instead of aborting.
+    #[test]
+    fn a_cycle_is_an_error_naming_its_nodes() {
+        let mut graph: DiGraph<Node, ()> = DiGraph::new();
+        let free = graph.add_node(Node::Checkpoint("group.db reprotected".to_string()));
+        let a = graph.add_node(Node::Checkpoint("a".to_string()));
+        let b = graph.add_node(Node::Checkpoint("b".to_string()));
+        graph.add_edge(free, a, ());
+        graph.add_edge(a, b, ());
+        graph.add_edge(b, a, ());
+        let error = order(Vec::new(), graph, Goal::Reprotected, Vec::new())
+            .expect_err("a cycle cannot be ordered");
+        assert_eq!(error.through, ["a", "b"]);
+        assert!(error.to_string().contains("cycle through a, b"), "{error}");
+    }
+
+    #[test]
+    fn a_graph_without_cycle_is_ordered() {
+        let mut graph: DiGraph<Node, ()> = DiGraph::new();
+        let a = graph.add_node(Node::Checkpoint("a".to_string()));
+        let b = graph.add_node(Node::Checkpoint("b".to_string()));
+        graph.add_edge(a, b, ());
+        let plan = order(Vec::new(), graph, Goal::Reprotected, Vec::new()).expect("ordered");
+        assert!(plan.is_empty());
     }
 }

@@ -112,3 +112,79 @@ pub(super) fn esxi_memory(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{Estate, codes, healthy};
+    use super::*;
+    use crate::provider::facts::Stage;
+
+    #[test]
+    fn the_memory_of_every_machine_failing_back_to_a_host_is_summed_into_one_error() {
+        let estate = Estate::new();
+        let facts = healthy(Stage::Reprotected);
+        let names: Vec<_> = estate.plan.machines.iter().map(|(n, _)| n.span).collect();
+        let mut demand = HashMap::new();
+        let host: &mut HostDemand = demand.entry("esx-01").or_default();
+        host.add(40, names[0]);
+        host.add(40, names[1]);
+        let mut out = Vec::new();
+        esxi_memory(&facts, &demand, &mut out, &mut Unchecked::default());
+        assert_eq!(codes(&out), [codes::PREFLIGHT_ESXI_MEMORY]);
+        assert!(
+            out[0].message.contains("64 GiB")
+                && out[0]
+                    .message
+                    .contains("2 machines failing back to it need 80 GiB"),
+            "{}",
+            out[0].message
+        );
+        assert_eq!(out[0].labels.len(), 2);
+        assert!(
+            out[0]
+                .help
+                .as_deref()
+                .unwrap_or("")
+                .contains("at least 16 GiB")
+        );
+    }
+
+    #[test]
+    fn a_full_datastore_is_refused_and_enough_room_is_not() {
+        let estate = Estate::new();
+        let mut facts = healthy(Stage::FailedOver);
+        let span = estate
+            .plan
+            .machines
+            .iter()
+            .next()
+            .expect("a machine")
+            .1
+            .datastore
+            .span;
+        let mut demand = HashMap::new();
+        demand
+            .entry("vsan-01")
+            .or_insert_with(HostDemand::default)
+            .add(1024, span);
+        let mut out = Vec::new();
+        datastore_capacity(&facts, &demand, &mut out, &mut Unchecked::default());
+        assert!(out.is_empty(), "1,024 GiB fit in 1,024 GiB free: {out:#?}");
+
+        facts
+            .datastores
+            .get_mut("vsan-01")
+            .expect("vsan-01")
+            .free_gib = Some(1000);
+        datastore_capacity(&facts, &demand, &mut out, &mut Unchecked::default());
+        assert_eq!(codes(&out), [codes::PREFLIGHT_DATASTORE]);
+        assert_eq!(estate.labelled(&out[0]), "vsan-01");
+        assert!(
+            out[0]
+                .help
+                .as_deref()
+                .unwrap_or("")
+                .contains("at least 24 GiB")
+        );
+    }
+}

@@ -102,3 +102,83 @@ pub(super) fn locked_settings(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{Estate, codes};
+    use super::*;
+    use crate::model::Recovery;
+
+    fn as_planned() -> AppliedSettings {
+        AppliedSettings {
+            master_target: Some("mt-linux-01".to_string()),
+            process_server: Some("ps-01".to_string()),
+            datastore: Some("vsan-01".to_string()),
+            retention_drive: Some("/mnt/retention".to_string()),
+            recovery: Some(Recovery::Original),
+        }
+    }
+
+    fn check(estate: &Estate, applied: &AppliedSettings) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        locked_settings(
+            &estate.plan,
+            &estate.validation.assignment,
+            0,
+            applied,
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn settings_as_planned_and_a_process_server_change_are_not_locked() {
+        let estate = Estate::new();
+        assert!(check(&estate, &as_planned()).is_empty());
+        let switched = AppliedSettings {
+            process_server: Some("ps-02".to_string()),
+            ..as_planned()
+        };
+        assert!(check(&estate, &switched).is_empty(), "a switch, not a lock");
+    }
+
+    #[test]
+    fn a_changed_datastore_is_locked_at_the_plans_value() {
+        let estate = Estate::new();
+        let moved = AppliedSettings {
+            datastore: Some("vsan-02".to_string()),
+            ..as_planned()
+        };
+        let out = check(&estate, &moved);
+        assert_eq!(codes(&out), [codes::PREFLIGHT_LOCKED_SETTING]);
+        assert_eq!(estate.labelled(&out[0]), "vsan-01");
+        assert!(out[0].message.contains("`vsan-02`"), "{}", out[0].message);
+    }
+
+    #[test]
+    fn an_assigned_master_target_that_differs_points_at_the_machine() {
+        let estate = Estate::new();
+        let other = AppliedSettings {
+            master_target: Some("mt-linux-02".to_string()),
+            ..as_planned()
+        };
+        let out = check(&estate, &other);
+        assert_eq!(codes(&out), [codes::PREFLIGHT_LOCKED_SETTING]);
+        // lifeboat chose the master target: the label is the machine's name.
+        assert_eq!(estate.labelled(&out[0]), "web-01");
+    }
+
+    #[test]
+    fn retention_drives_compare_as_asr_reports_them() {
+        let estate = Estate::new();
+        let unknown = AppliedSettings {
+            retention_drive: None,
+            recovery: None,
+            ..as_planned()
+        };
+        assert!(
+            check(&estate, &unknown).is_empty(),
+            "what the site cannot tell is not compared"
+        );
+    }
+}

@@ -283,3 +283,83 @@ pub(super) fn disk_uuids(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::outstanding::Outstanding;
+    use super::super::testkit::{Estate, codes, healthy};
+    use super::*;
+    use crate::provider::facts::Stage;
+
+    fn reprotecting() -> OutstandingWork {
+        OutstandingWork {
+            offset: 0,
+            list: vec![Some(Outstanding::new(Stage::FailedOver, Stage::Reprotected)); 2],
+        }
+    }
+
+    fn run(estate: &Estate, facts: &Facts, work: &OutstandingWork) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let mut unchecked = Unchecked::default();
+        let assignment = &estate.validation.assignment;
+        master_targets(
+            &estate.plan,
+            assignment,
+            facts,
+            work,
+            &mut out,
+            &mut unchecked,
+        );
+        disk_uuids(
+            &estate.plan,
+            assignment,
+            facts,
+            work,
+            &mut out,
+            &mut unchecked,
+        );
+        unchecked.into_diagnostics(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_snapshot_on_the_master_target_is_refused_at_its_name() {
+        let estate = Estate::new();
+        let mut facts = healthy(Stage::FailedOver);
+        facts
+            .master_targets
+            .get_mut("mt-linux-01")
+            .expect("mt")
+            .snapshots = Some(2);
+        let out = run(&estate, &facts, &reprotecting());
+        assert_eq!(codes(&out), [codes::PREFLIGHT_MASTER_TARGET_SNAPSHOTS]);
+        assert_eq!(estate.labelled(&out[0]), "mt-linux-01");
+    }
+
+    #[test]
+    fn a_machine_sharing_the_master_targets_disk_uuid_is_a_conflict() {
+        let estate = Estate::new();
+        let mut facts = healthy(Stage::FailedOver);
+        facts.machines.get_mut("web-02").expect("web-02").disk_uuids =
+            Some(vec!["uuid-mt".to_string()]);
+        let out = run(&estate, &facts, &reprotecting());
+        assert_eq!(codes(&out), [codes::PREFLIGHT_DISK_UUID_CONFLICT]);
+        assert!(out[0].message.contains("uuid-mt"), "{}", out[0].message);
+    }
+
+    #[test]
+    fn nothing_to_reprotect_means_no_master_target_check() {
+        let estate = Estate::new();
+        let mut facts = healthy(Stage::Reprotected);
+        facts
+            .master_targets
+            .get_mut("mt-linux-01")
+            .expect("mt")
+            .snapshots = Some(2);
+        let none = OutstandingWork {
+            offset: 0,
+            list: vec![Some(Outstanding::new(Stage::Reprotected, Stage::Committed)); 2],
+        };
+        assert!(run(&estate, &facts, &none).is_empty());
+    }
+}

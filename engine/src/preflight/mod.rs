@@ -207,3 +207,65 @@ fn checks(
     crate::diagnostic::sort(&mut out);
     out
 }
+
+#[cfg(test)]
+mod testkit;
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{Estate, codes, healthy};
+    use super::*;
+
+    fn inside_window() -> Timestamp {
+        Timestamp("2026-12-05T23:00:00Z".parse().expect("a timestamp"))
+    }
+
+    #[test]
+    fn healthy_facts_pass_every_check_at_every_stage_before_the_goal() {
+        let estate = Estate::new();
+        for stage in [Stage::FailedOver, Stage::Reprotected, Stage::FailedBack] {
+            let diagnostics = preflight(
+                &estate.plan,
+                &estate.validation.assignment,
+                &healthy(stage),
+                inside_window(),
+            );
+            assert!(diagnostics.is_empty(), "{stage:?}: {diagnostics:#?}");
+        }
+    }
+
+    #[test]
+    fn a_machine_the_site_does_not_have_is_machine_missing_at_its_name() {
+        let estate = Estate::new();
+        let mut facts = healthy(Stage::FailedOver);
+        facts.machines.remove("web-02");
+        let diagnostics = preflight(
+            &estate.plan,
+            &estate.validation.assignment,
+            &facts,
+            inside_window(),
+        );
+        assert_eq!(codes(&diagnostics), [codes::PREFLIGHT_MACHINE_MISSING]);
+        assert_eq!(estate.labelled(&diagnostics[0]), "web-02");
+    }
+
+    #[test]
+    fn the_recheck_of_one_machine_sees_only_that_machine() {
+        let estate = Estate::new();
+        let mut facts = healthy(Stage::FailedOver);
+        facts
+            .machines
+            .get_mut("web-01")
+            .expect("web-01")
+            .vmware_vm
+            .as_mut()
+            .expect("a VM")
+            .powered_on = Some(true);
+        let assignment = &estate.validation.assignment;
+        let web_02 = preflight_machine(&estate.plan, assignment, &facts, inside_window(), 1);
+        assert!(web_02.is_empty(), "{web_02:#?}");
+        let web_01 = preflight_machine(&estate.plan, assignment, &facts, inside_window(), 0);
+        assert_eq!(codes(&web_01), [codes::PREFLIGHT_VM_POWERED_ON]);
+        assert_eq!(estate.labelled(&web_01[0]), "web-01");
+    }
+}

@@ -62,3 +62,35 @@ pub(super) fn machines_in(
 ) -> impl Iterator<Item = (usize, (&Spanned<String>, &Spanned<Machine>))> + '_ {
     range.map(|m| (m, plan.machines.get_index(m)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_machine_needs_the_operations_between_its_stage_and_the_goal() {
+        let from_failed_over = Outstanding::new(Stage::FailedOver, Stage::FailedBack);
+        assert!(from_failed_over.reprotect && from_failed_over.failback);
+        assert!(!from_failed_over.commit && !from_failed_over.reprotect_home);
+
+        let reprotected = Outstanding::new(Stage::Reprotected, Stage::Committed);
+        assert!(!reprotected.reprotect && reprotected.failback && reprotected.commit);
+
+        let at_goal = Outstanding::new(Stage::Committed, Stage::Committed);
+        assert!(!at_goal.any());
+        // Ahead of the goal: nothing to do either (the planner reports it, preflight skips it).
+        assert!(!Outstanding::new(Stage::Committed, Stage::Reprotected).any());
+    }
+
+    #[test]
+    fn machines_outside_the_selected_range_have_nothing_outstanding() {
+        let one = Outstanding::new(Stage::FailedOver, Stage::Reprotected);
+        let work = OutstandingWork {
+            offset: 3,
+            list: vec![Some(one)],
+        };
+        assert_eq!(work.range(), 3..4);
+        assert!(work[3].is_some());
+        assert!(work[2].is_none() && work[4].is_none());
+    }
+}

@@ -202,3 +202,60 @@ pub(super) fn vcenter(
         Some(HypervisorEdition::Licensed) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{Estate, codes, healthy};
+    use super::*;
+    use crate::diagnostic::Severity;
+    use crate::provider::facts::{ProcessServerFacts, Stage};
+
+    fn run(estate: &Estate, facts: &Facts) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let mut unchecked = Unchecked::default();
+        configuration_server(&estate.plan, facts, &mut out, &mut unchecked);
+        process_server(&estate.plan, facts, &mut out, &mut unchecked);
+        vcenter(&estate.plan, facts, true, &mut out, &mut unchecked);
+        unchecked.into_diagnostics(&mut out);
+        out
+    }
+
+    #[test]
+    fn an_unhealthy_process_server_is_an_error_at_its_name() {
+        let estate = Estate::new();
+        let mut facts = healthy(Stage::FailedOver);
+        facts.process_server = Some(ProcessServerFacts {
+            healthy: Some(false),
+        });
+        let out = run(&estate, &facts);
+        assert_eq!(codes(&out), [codes::PREFLIGHT_PROCESS_SERVER]);
+        assert_eq!(estate.labelled(&out[0]), "ps-01");
+        assert!(out[0].message.contains("unhealthy"), "{}", out[0].message);
+    }
+
+    #[test]
+    fn a_read_only_vcenter_account_is_refused_only_for_reprotect() {
+        let estate = Estate::new();
+        let mut facts = healthy(Stage::FailedOver);
+        facts.vcenter.as_mut().expect("vCenter").account = Some(AccountAccess::ReadOnly);
+        let out = run(&estate, &facts);
+        assert_eq!(codes(&out), [codes::PREFLIGHT_VCENTER_PERMISSIONS]);
+        assert_eq!(estate.labelled(&out[0]), "vc-01");
+
+        let mut out = Vec::new();
+        let mut unchecked = Unchecked::default();
+        vcenter(&estate.plan, &facts, false, &mut out, &mut unchecked);
+        assert!(out.is_empty(), "failback needs no write access: {out:#?}");
+    }
+
+    #[test]
+    fn an_unknown_connection_is_not_checked_never_fine() {
+        let estate = Estate::new();
+        let mut facts = healthy(Stage::FailedOver);
+        facts.configuration_server = Some(Default::default());
+        let out = run(&estate, &facts);
+        assert_eq!(codes(&out), [codes::PREFLIGHT_CONFIGURATION_SERVER]);
+        assert_eq!(out[0].severity, Severity::Warning);
+        assert!(out[0].message.contains("not checked"), "{}", out[0].message);
+    }
+}

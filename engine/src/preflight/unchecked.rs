@@ -41,3 +41,37 @@ impl Unchecked {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Severity;
+
+    #[test]
+    fn each_check_warns_once_counting_every_entry_and_labelling_a_few() {
+        let mut unchecked = Unchecked::default();
+        for i in 0..10_000 {
+            unchecked.note(
+                "preflight::vm-powered-on",
+                "power state",
+                Span::new(i, i + 1),
+            );
+        }
+        unchecked.note("preflight::esxi-memory", "ESXi memory", Span::new(0, 1));
+        let mut out = Vec::new();
+        unchecked.into_diagnostics(&mut out);
+        assert_eq!(out.len(), 2);
+        let power = out
+            .iter()
+            .find(|d| d.code == "preflight::vm-powered-on")
+            .expect("power");
+        assert_eq!(power.severity, Severity::Warning);
+        assert!(power.message.contains("10000 entries"), "{}", power.message);
+        assert_eq!(power.labels.len(), MAX_LABELS);
+        let memory = out
+            .iter()
+            .find(|d| d.code == "preflight::esxi-memory")
+            .expect("memory");
+        assert!(memory.message.contains("for 1 entry"), "{}", memory.message);
+    }
+}

@@ -212,7 +212,7 @@ impl LocalBackend {
             reason,
         };
         let text = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".to_string()))?;
-        let mut state = State::from_json(&text).map_err(invalid)?;
+        let mut state = State::from_json(&text).map_err(|e| invalid(e.to_string()))?;
         self.replay(&mut state)?;
         Ok(Some(state))
     }

@@ -17,6 +17,7 @@ pub mod drift;
 pub mod local;
 mod lock;
 
+use crate::saved::DocumentError;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
@@ -132,36 +133,41 @@ impl State {
     /// Parses a state document. The error is a reason, without the file name (the backend
     /// adds where it came from). Saved plans and other lifeboat files are recognised and
     /// named, because "unknown field `kind`" would not tell anyone what went wrong.
-    pub fn from_json(text: &str) -> Result<State, String> {
+    pub fn from_json(text: &str) -> Result<State, DocumentError> {
         let value = crate::saved::json_object(text)?;
         let object = value.as_object().expect("json_object returns an object");
         if object.get("kind").and_then(|k| k.as_str()) == Some(crate::saved::KIND) {
-            return Err("this is a saved plan, not a state file".to_string());
+            return Err(DocumentError::SavedPlanNotState);
         }
         match object.get("format_version") {
             None => {
-                return Err("`format_version` is missing: not a lifeboat state file".to_string());
+                return Err(DocumentError::NoFormatVersion(
+                    ": not a lifeboat state file",
+                ));
             }
             Some(serde_json::Value::String(v)) if v == FORMAT_VERSION => {}
             Some(other) => {
-                return Err(format!(
-                    "format version {other} is not supported; this lifeboat reads version `{FORMAT_VERSION}` (written by a newer lifeboat?)"
-                ));
+                return Err(DocumentError::FormatVersion {
+                    found: other.to_string(),
+                    supported: FORMAT_VERSION,
+                });
             }
         }
-        let mut state: State =
-            serde_json::from_value(value).map_err(|e| format!("not a lifeboat state file: {e}"))?;
+        let mut state: State = serde_json::from_value(value).map_err(|e| DocumentError::Shape {
+            what: "a lifeboat state file",
+            detail: e.to_string(),
+        })?;
         if uuid::Uuid::parse_str(&state.lineage).is_err() {
-            return Err(format!("`lineage` `{}` is not a UUID", state.lineage));
+            return Err(DocumentError::Lineage(state.lineage));
         }
         for (name, machine) in &state.machines {
             if let Some(pending) = &machine.pending
                 && pending.machine != *name
             {
-                return Err(format!(
-                    "machine `{name}` has a pending operation for machine `{}`",
-                    pending.machine
-                ));
+                return Err(DocumentError::ForeignPending {
+                    machine: name.clone(),
+                    other: pending.machine.clone(),
+                });
             }
         }
         state.reindex();
@@ -648,7 +654,7 @@ mod tests {
         ];
         for (text, expected) in cases {
             let error = State::from_json(text).expect_err(text);
-            assert!(error.contains(expected), "{text:?}: {error}");
+            assert!(error.to_string().contains(expected), "{text:?}: {error}");
         }
     }
 

@@ -134,7 +134,7 @@ pub fn write(path: &Path, world: &World) -> Result<String, WorldError> {
 
 /// [`write`] by a caller that holds the lock.
 fn write_locked(path: &Path, world: &World) -> Result<String, WorldError> {
-    let text = world::to_yaml(world).map_err(WorldError::Serialise)?;
+    let text = world::to_yaml(world)?;
     write_atomically(path, text.as_bytes()).map_err(|source| WorldError::Write {
         path: path.to_path_buf(),
         source,

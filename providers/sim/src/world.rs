@@ -656,8 +656,9 @@ pub(crate) fn references(world: &World) -> Vec<Diagnostic> {
 }
 
 /// The world as YAML, with a header saying what the file is.
-pub fn to_yaml(world: &World) -> Result<String, String> {
-    let body = serde_saphyr::to_string(world).map_err(|e| e.to_string())?;
+pub fn to_yaml(world: &World) -> Result<String, crate::WorldError> {
+    let body =
+        serde_saphyr::to_string(world).map_err(|e| crate::WorldError::Serialise(e.to_string()))?;
     Ok(format!(
         "# The simulated estate of lifeboat's `sim` provider (see docs/world.md).\n# lifeboat rewrites this file as operations run; comments are not kept.\n{body}"
     ))

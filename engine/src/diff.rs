@@ -21,6 +21,7 @@
 //! Everything is linear in the size of the plans: names are matched through hash maps built
 //! once per side.
 
+use crate::address::Address;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use schemars::JsonSchema;
@@ -105,7 +106,7 @@ impl ChangeKind {
 #[schemars(rename = "Change")]
 pub struct Difference {
     /// `machine.NAME`, `group.NAME`, `master_target.NAME`, `boot_order` or `plan`.
-    pub address: String,
+    pub address: Address,
     pub kind: ChangeKind,
     /// The settings before: all of them for a removal, only those that differ for a change,
     /// `null` for an addition.
@@ -425,7 +426,7 @@ struct Differ<'a, 'p> {
 impl<'p> Differ<'_, 'p> {
     fn push(
         &mut self,
-        address: String,
+        address: Address,
         kind: ChangeKind,
         before: Option<Value>,
         after: Option<Value>,
@@ -471,7 +472,7 @@ impl<'p> Differ<'_, 'p> {
             let name = old.machine_name(o);
             if new.index.machine(name).is_none() {
                 self.push(
-                    format!("machine.{name}"),
+                    Address::Machine(name.to_string()),
                     ChangeKind::MachineRemoved,
                     Some(Value::Object(old.machine_view(o))),
                     None,
@@ -497,7 +498,7 @@ impl<'p> Differ<'_, 'p> {
         }
         self.added.insert(m);
         let change = self.push(
-            format!("machine.{name}"),
+            Address::Machine(name.to_string()),
             ChangeKind::MachineAdded,
             None,
             Some(Value::Object(after)),
@@ -570,7 +571,7 @@ impl<'p> Differ<'_, 'p> {
             notes.push(format!("needs a master target running `{os}`"));
         }
         self.push(
-            format!("machine.{name}"),
+            Address::Machine(name.to_string()),
             ChangeKind::MachineChanged,
             Some(Value::Object(before)),
             Some(Value::Object(after)),
@@ -591,7 +592,7 @@ impl<'p> Differ<'_, 'p> {
                         some_names(&member_names(&after))
                     );
                     self.push(
-                        format!("group.{name}"),
+                        Address::Group(name.to_string()),
                         ChangeKind::GroupAdded,
                         None,
                         Some(Value::Object(after)),
@@ -620,7 +621,7 @@ impl<'p> Differ<'_, 'p> {
                             .to_string(),
                     };
                     self.push(
-                        format!("group.{name}"),
+                        Address::Group(name.to_string()),
                         ChangeKind::GroupChanged,
                         Some(Value::Object(before)),
                         Some(Value::Object(after)),
@@ -639,7 +640,7 @@ impl<'p> Differ<'_, 'p> {
                     some_names(&member_names(&before))
                 );
                 self.push(
-                    format!("group.{name}"),
+                    Address::Group(name.to_string()),
                     ChangeKind::GroupRemoved,
                     Some(Value::Object(before)),
                     None,
@@ -665,7 +666,7 @@ impl<'p> Differ<'_, 'p> {
                         format!("serves {}", some_names(&names))
                     };
                     self.push(
-                        format!("master_target.{name}"),
+                        Address::MasterTarget(name.to_string()),
                         ChangeKind::MasterTargetAdded,
                         None,
                         Some(Value::Object(after)),
@@ -718,7 +719,7 @@ impl<'p> Differ<'_, 'p> {
                         notes.push("no machine is affected".to_string());
                     }
                     self.push(
-                        format!("master_target.{name}"),
+                        Address::MasterTarget(name.to_string()),
                         ChangeKind::MasterTargetChanged,
                         Some(Value::Object(before)),
                         Some(Value::Object(after)),
@@ -742,7 +743,7 @@ impl<'p> Differ<'_, 'p> {
                     )
                 };
                 self.push(
-                    format!("master_target.{name}"),
+                    Address::MasterTarget(name.to_string()),
                     ChangeKind::MasterTargetRemoved,
                     Some(Value::Object(old.master_target_view(o))),
                     None,
@@ -774,7 +775,7 @@ impl<'p> Differ<'_, 'p> {
                 ));
             }
             self.push(
-                "boot_order".to_string(),
+                Address::BootOrder,
                 ChangeKind::BootOrderChanged,
                 Some(json!(before)),
                 Some(json!(after)),
@@ -798,7 +799,7 @@ impl<'p> Differ<'_, 'p> {
             };
             let value = |p: &Plan| serde_json::to_value(&p.provider).unwrap_or(Value::Null);
             self.push(
-                "plan".to_string(),
+                Address::Plan,
                 ChangeKind::ProviderChanged,
                 Some(value(old)),
                 Some(value(new)),
@@ -809,7 +810,7 @@ impl<'p> Differ<'_, 'p> {
         if old.state != new.state {
             let value = |p: &Plan| serde_json::to_value(&p.state).unwrap_or(Value::Null);
             self.push(
-                "plan".to_string(),
+                Address::Plan,
                 ChangeKind::StateChanged,
                 Some(value(old)),
                 Some(value(new)),
@@ -828,7 +829,7 @@ impl<'p> Differ<'_, 'p> {
         let (before, after) = differing(&metadata(old), &metadata(new));
         if !before.is_empty() {
             self.push(
-                "plan".to_string(),
+                Address::Plan,
                 ChangeKind::MetadataChanged,
                 Some(Value::Object(before)),
                 Some(Value::Object(after)),
@@ -873,7 +874,7 @@ impl<'p> Differ<'_, 'p> {
             )
         };
         self.push(
-            "plan".to_string(),
+            Address::Plan,
             ChangeKind::GoalChanged,
             Some(json!(from)),
             Some(json!(to)),
@@ -902,7 +903,7 @@ impl<'p> Differ<'_, 'p> {
             ));
         }
         self.push(
-            "plan".to_string(),
+            Address::Plan,
             ChangeKind::MaintenanceWindowChanged,
             Some(before),
             Some(after),
@@ -946,7 +947,7 @@ impl<'p> Differ<'_, 'p> {
             );
         }
         self.push(
-            "plan".to_string(),
+            Address::Plan,
             ChangeKind::SiteChanged,
             Some(Value::Object(before)),
             Some(Value::Object(after)),
@@ -1041,7 +1042,7 @@ machines:
         let diff = diff_texts(BASE, &new);
         assert_eq!(diff.changes.len(), 1);
         let change = &diff.changes[0];
-        assert_eq!(change.address, "machine.db-01");
+        assert_eq!(change.address, Address::machine("db-01"));
         assert!(change.dangerous);
         assert!(
             change.consequence.contains("preflight::locked-setting"),
@@ -1121,7 +1122,7 @@ machines:
         assert!(
             diff.changes
                 .iter()
-                .all(|c| c.address == "plan" && !c.dangerous)
+                .all(|c| c.address == Address::Plan && !c.dangerous)
         );
     }
 

@@ -4,6 +4,7 @@
 //! Architecture invariant: the engine never prints and never touches a terminal; it returns
 //! values (diagnostics, plans, events) that the CLI renders. It knows no provider by name.
 
+pub mod address;
 pub mod apply;
 pub mod assign;
 pub mod diagnostic;

@@ -307,7 +307,7 @@ fn row(change: &Difference) -> String {
     };
     format!(
         "| {symbol} | `{}` | {} | {} |\n",
-        code(&change.address),
+        code(&change.address.to_string()),
         change.kind.as_str(),
         cell(&change.consequence)
     )
@@ -317,7 +317,7 @@ fn row(change: &Difference) -> String {
 fn fold(change: &Difference) -> String {
     let mut out = format!(
         "`{}` ({})\n\n```diff\n",
-        code(&change.address),
+        code(&change.address.to_string()),
         change.kind.as_str()
     );
     let lines = |value: &Option<Value>| -> Vec<String> {
@@ -381,7 +381,7 @@ mod tests {
     fn colour_is_used_only_when_asked_for() {
         use lifeboat_engine::diff::{DiffSummary, PlanDiff};
         let change = Difference {
-            address: "machine.db-01".to_string(),
+            address: lifeboat_engine::address::Address::machine("db-01"),
             kind: ChangeKind::MachineRemoved,
             before: None,
             after: None,

@@ -288,7 +288,7 @@ pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
         for d in drift {
             let row = format!(
                 "| `{}` | {} | {} | {} |\n",
-                escape(&d.address),
+                escape(&d.address.to_string()),
                 escape(&d.message),
                 escape(d.state.as_deref().unwrap_or("—")),
                 escape(d.site.as_deref().unwrap_or("—"))

@@ -21,6 +21,7 @@
 
 pub mod output;
 
+use crate::address::{Address, AddressError, TARGET_KINDS};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
@@ -128,7 +129,7 @@ pub struct PlannedChange {
     /// `ACTION ADDRESS`, unique in a plan, e.g. `failback machine.db-01`.
     pub id: String,
     /// `machine.NAME`.
-    pub address: String,
+    pub address: Address,
     pub action: Action,
     pub reason: String,
     /// The machine's stage and settings before and after the change.
@@ -144,9 +145,7 @@ pub struct PlannedChange {
 
 impl PlannedChange {
     pub fn machine(&self) -> &str {
-        self.address
-            .strip_prefix("machine.")
-            .unwrap_or(&self.address)
+        self.address.as_machine().unwrap_or_default()
     }
 }
 
@@ -162,7 +161,7 @@ pub enum Node {
 /// A machine the plan leaves alone, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Untouched {
-    pub address: String,
+    pub address: Address,
     pub stage: Stage,
     pub reason: String,
 }
@@ -241,7 +240,7 @@ pub fn build(
     let mut by_machine: Vec<BTreeMap<Action, usize>> = vec![BTreeMap::new(); plan.machines.len()];
 
     for (m, (name, machine)) in plan.machines.iter().enumerate() {
-        let address = format!("machine.{}", name.value);
+        let address = Address::machine(name.value.clone());
         let Some(fact) = facts.machines.get(name.value.as_str()) else {
             untouched.push(Untouched {
                 address,
@@ -402,7 +401,7 @@ pub fn build(
     for (name, stage) in released {
         changes.push(PlannedChange {
             id: format!("release machine.{name}"),
-            address: format!("machine.{name}"),
+            address: Address::machine(name.clone()),
             action: Action::Release,
             reason: "no longer in the plan: forgotten by the state; nothing happens at either site"
                 .to_string(),
@@ -602,23 +601,23 @@ fn order(
     })
 }
 
-/// The machines `--target` addresses select: `machine.NAME`, `group.NAME` (its members) or
-/// `master_target.NAME` (the machines it serves).
-/// The address forms `--target` takes, for messages.
-const ADDRESS_KINDS: &str =
-    "`machine.NAME`, `group.NAME`, `boot_group.NAME` or `master_target.NAME`";
-
 /// A `--target` address that is malformed or names nothing the plan has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    #[error("`{0}` is not an address; use {ADDRESS_KINDS}")]
+    #[error("`{0}` is not an address; use {TARGET_KINDS}")]
     NotAnAddress(String),
     #[error("`{0}` names nothing in the plan")]
     NamesNothing(String),
 }
 
+impl From<AddressError> for TargetError {
+    fn from(error: AddressError) -> Self {
+        Self::NotAnAddress(error.0)
+    }
+}
+
 /// The operation graph could not be ordered. Validation rejects every cycle a plan file can
-/// express and the planner adds none, so this is a defect of lifeboat's, reported with the
+/// express and the planner adds none, so this is a defect of lifeboat, reported with the
 /// nodes involved instead of aborting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -630,58 +629,54 @@ pub struct CycleError {
     pub through: Vec<String>,
 }
 
+/// The machines `--target` addresses select: `machine.NAME`, `group.NAME` (its members),
+/// `boot_group.NAME` (its members) or `master_target.NAME` (the machines it serves).
 pub fn resolve_targets(
     plan: &Plan,
     validation: &Validation,
     addresses: &[String],
 ) -> Result<std::collections::HashSet<String>, TargetError> {
     let mut machines = std::collections::HashSet::new();
-    for address in addresses {
-        let (kind, name) = address
-            .split_once('.')
-            .ok_or_else(|| TargetError::NotAnAddress(address.clone()))?;
-        let before = machines.len();
-        match kind {
-            "machine" => {
-                if plan.machines.names().any(|n| n == name) {
-                    machines.insert(name.to_string());
+    for text in addresses {
+        let address: Address = text.parse()?;
+        let known = match &address {
+            Address::Machine(name) => {
+                let known = plan.machines.names().any(|n| n == name);
+                if known {
+                    machines.insert(name.clone());
                 }
+                known
             }
-            "group" => {
-                if let Some((_, group)) = plan
-                    .replication_groups
-                    .iter()
-                    .find(|(n, _)| n.value == name)
-                {
+            Address::Group(name) => plan
+                .replication_groups
+                .iter()
+                .find(|(n, _)| n.value == *name)
+                .inspect(|(_, group)| {
                     machines.extend(group.machines.value.iter().map(|m| m.value.clone()));
-                }
-            }
-            "boot_group" => {
-                if let Some(group) = plan.boot_order.iter().find(|g| g.name.value == name) {
+                })
+                .is_some(),
+            Address::BootGroup(name) => plan
+                .boot_order
+                .iter()
+                .find(|g| g.name.value == *name)
+                .inspect(|group| {
                     machines.extend(group.machines.value.iter().map(|m| m.value.clone()));
-                }
-            }
-            "master_target" => {
+                })
+                .is_some(),
+            Address::MasterTarget(name) => {
                 for (m, (machine, _)) in plan.machines.iter().enumerate() {
-                    if validation.assignment.target_name(plan, m) == Some(name) {
+                    if validation.assignment.target_name(plan, m) == Some(name.as_str()) {
                         machines.insert(machine.value.clone());
                     }
                 }
+                plan.master_targets.names().any(|n| n == name)
             }
-            _ => {
-                return Err(TargetError::NotAnAddress(address.clone()));
+            Address::BootOrder | Address::Plan => {
+                return Err(TargetError::NotAnAddress(text.clone()));
             }
-        }
-        if machines.len() == before && !plan.machines.is_empty() {
-            let known = match kind {
-                "machine" => plan.machines.names().any(|n| n == name),
-                "group" => plan.replication_groups.names().any(|n| n == name),
-                "boot_group" => plan.boot_order.iter().any(|g| g.name.value == name),
-                _ => plan.master_targets.names().any(|n| n == name),
-            };
-            if !known {
-                return Err(TargetError::NamesNothing(address.clone()));
-            }
+        };
+        if !known && !plan.machines.is_empty() {
+            return Err(TargetError::NamesNothing(text.clone()));
         }
     }
     Ok(machines)
@@ -732,7 +727,7 @@ impl ExecutionPlan {
         let untouched = self
             .untouched
             .iter()
-            .filter(|u| machines.contains(u.address.trim_start_matches("machine.")))
+            .filter(|u| u.address.as_machine().is_some_and(|m| machines.contains(m)))
             .cloned()
             .collect();
         ExecutionPlan {

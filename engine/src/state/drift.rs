@@ -5,6 +5,7 @@
 //! there now; any difference is something done outside lifeboat (or an operation that
 //! finished after a crash), and a reviewer should see it before the next apply.
 
+use crate::address::Address;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,7 @@ use crate::provider::{ReprotectSettings, same_retention_drive};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Drift {
     /// `machine.NAME`.
-    pub address: String,
+    pub address: Address,
     pub kind: DriftKind,
     /// The recorded value (a stage, or `key=value` settings); `null` when there is none.
     pub state: Option<String>,
@@ -67,7 +68,7 @@ fn observed(s: &AppliedSettings) -> [Observed<'_>; 5] {
 pub fn detect(state: &State, facts: &Facts) -> Vec<Drift> {
     let mut drift = Vec::new();
     for (name, machine) in &state.machines {
-        let address = format!("machine.{name}");
+        let address = Address::machine(name.clone());
         let Some(fact) = facts.machines.get(name) else {
             drift.push(Drift {
                 address,
@@ -192,14 +193,16 @@ mod tests {
             .machines
             .insert("untracked".into(), fact(Stage::FailedOver, "vsan-01"));
         let drift = detect(&state, &facts);
-        let kinds: Vec<(&str, DriftKind)> =
-            drift.iter().map(|d| (d.address.as_str(), d.kind)).collect();
+        let kinds: Vec<(String, DriftKind)> = drift
+            .iter()
+            .map(|d| (d.address.to_string(), d.kind))
+            .collect();
         assert_eq!(
             kinds,
             [
-                ("machine.gone", DriftKind::Missing),
-                ("machine.moved", DriftKind::Settings),
-                ("machine.restaged", DriftKind::Stage),
+                ("machine.gone".to_string(), DriftKind::Missing),
+                ("machine.moved".to_string(), DriftKind::Settings),
+                ("machine.restaged".to_string(), DriftKind::Stage),
             ]
         );
         assert_eq!(drift[1].state.as_deref(), Some("datastore=vsan-01"));

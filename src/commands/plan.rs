@@ -112,8 +112,8 @@ fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
                 "error: the plan has errors; it was not saved to `{}`",
                 out.display()
             );
-        } else if save(args, out, file, plan, provider.as_ref(), state, &output).is_err() {
-            return Err(Exit::Error);
+        } else {
+            save(args, out, file, plan, provider.as_ref(), state, &output)?;
         }
     }
     match args.format {
@@ -174,7 +174,7 @@ fn save(
     provider: &dyn Provider,
     state: &State,
     output: &PlanOutput,
-) -> Result<(), ()> {
+) -> Result<(), Exit> {
     let info = provider.describe();
     // The world is read after the refresh (which may have advanced the simulated clock), so
     // the digest is that of the estate the plan saw.
@@ -230,7 +230,7 @@ fn save(
                 out.display(),
                 lifeboat_engine::state::lower(&error)
             );
-            Err(())
+            Err(Exit::Error)
         }
     }
 }

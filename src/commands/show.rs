@@ -16,7 +16,7 @@ use crate::output::{out, outln};
 use crate::render::plan as render_plan;
 
 /// Reads and parses a saved plan; a problem is printed, naming the file.
-pub fn read(path: &Path) -> Result<SavedPlan, ()> {
+pub fn read(path: &Path) -> Result<SavedPlan, Exit> {
     let bytes = lifeboat_engine::input::read_capped(path, lifeboat_engine::input::MAX_INPUT_BYTES)
         .map_err(|error| {
             eprintln!(
@@ -24,6 +24,7 @@ pub fn read(path: &Path) -> Result<SavedPlan, ()> {
                 path.display(),
                 lifeboat_engine::state::lower(&error)
             );
+            Exit::Error
         })?;
     let unusable = |reason: &str| {
         eprintln!(
@@ -31,14 +32,16 @@ pub fn read(path: &Path) -> Result<SavedPlan, ()> {
             path.display()
         );
         eprintln!("  help: make a new one with `lifeboat plan --out FILE`");
+        Exit::Error
     };
     let text = String::from_utf8(bytes).map_err(|_| unusable("not UTF-8 text"))?;
     SavedPlan::from_json(&text).map_err(|reason| unusable(&reason.to_string()))
 }
 
 pub fn run(path: &Path, format: OutputFormat) -> Exit {
-    let Ok(saved) = read(path) else {
-        return Exit::Error;
+    let saved = match read(path) {
+        Ok(saved) => saved,
+        Err(exit) => return exit,
     };
     let freshness = freshness(&saved);
     match format {

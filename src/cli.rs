@@ -18,6 +18,11 @@ pub struct Cli {
     /// can never allow itself a path.
     #[arg(long = "allow-path", value_name = "DIR", global = true)]
     pub allow_paths: Vec<PathBuf>,
+    /// Allow a `plugin` provider's executable to run (an absolute path, or a name found on
+    /// `PATH`); repeatable. `LIFEBOAT_ALLOWED_PLUGINS` (separated by `:`) adds more. A plugin
+    /// runs at `plan` too, so a plan can never allow itself one.
+    #[arg(long = "allow-plugin", value_name = "PATH", global = true)]
+    pub allow_plugins: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +157,56 @@ pub enum Command {
     Schema {
         #[arg(value_enum)]
         which: SchemaKind,
+        /// With `plugin`: the protocol message (`run.params`, `refresh.result`, …); without
+        /// one, the list of messages.
+        message: Option<String>,
+    },
+    /// The plugin protocol: serve a built-in provider as a plugin, or check a plugin.
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Serve a built-in provider as a plugin on stdin and stdout (protocol v1, see
+    /// docs/plugin-protocol.md), for `provider: {plugin: {command: [lifeboat, provider, serve, sim, …]}}`.
+    Serve {
+        #[command(subcommand)]
+        provider: ServeProvider,
+    },
+    /// Run the protocol's conformance cases against a plugin: one line per case, a summary,
+    /// exit 1 when any case fails.
+    ///
+    /// Example: `lifeboat provider test --plan lifeboat.yaml -- ./my-plugin --flag`. With
+    /// `--plan`, the kit also reprotects one `failed-over` machine of that plan (point it at a
+    /// test estate); without, those cases are skipped.
+    Test {
+        /// A plan naming the plugin's estate; enables the cases that run an operation.
+        #[arg(long, value_name = "PLAN")]
+        plan: Option<PathBuf>,
+        /// How long the plugin may take to answer a request.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// The plugin's executable and arguments, after `--`. Passed as `config` in
+        /// `initialize`: `null`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeProvider {
+    /// The simulated estate of a world file.
+    Sim {
+        /// The world file, relative to the current directory (a plugin runs in its plan's
+        /// directory); it must be inside the repository, like a plan's paths.
+        #[arg(long)]
+        world: PathBuf,
+        /// A starting world copied to `--world` when that does not exist yet.
+        #[arg(long, value_name = "WORLD")]
+        start_from: Option<PathBuf>,
     },
 }
 
@@ -275,7 +330,7 @@ fn parse_goal(text: &str) -> Result<lifeboat_engine::model::Goal, String> {
 }
 
 /// `30s`, `5m`, `1h 30m` or an ISO 8601 duration; never negative.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let duration: jiff::SignedDuration = text
         .parse()
         .map_err(|e| format!("`{text}` is not a duration like `30s` or `5m`: {e}"))?;
@@ -319,4 +374,6 @@ pub enum SchemaKind {
     State,
     /// A saved plan (`plan --out FILE`).
     SavedPlan,
+    /// A message of the plugin protocol (`lifeboat schema plugin` lists them).
+    Plugin,
 }

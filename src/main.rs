@@ -53,6 +53,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     commands::paths::allow(cli.allow_paths);
+    commands::paths::allow_plugins(cli.allow_plugins);
     let exit = match cli.command {
         Command::Apply {
             allow_replace: true,
@@ -89,7 +90,21 @@ fn main() -> std::process::ExitCode {
             lock_timeout,
             retry_deadline,
         }),
-        Command::Schema { which } => commands::schema::run(which),
+        Command::Schema { which, message } => commands::schema::run(which, message.as_deref()),
+        Command::Provider {
+            command:
+                cli::ProviderCommand::Serve {
+                    provider: cli::ServeProvider::Sim { world, start_from },
+                },
+        } => commands::plugin::serve_sim(&world, start_from.as_deref()),
+        Command::Provider {
+            command:
+                cli::ProviderCommand::Test {
+                    plan,
+                    timeout,
+                    command,
+                },
+        } => commands::plugin::test(plan.as_deref(), timeout, &command),
         Command::Plan {
             plan,
             format,
@@ -171,6 +186,8 @@ fn main() -> std::process::ExitCode {
             force,
         }),
     };
+    // A plugin the command did not close (it ended on an error) does not outlive lifeboat.
+    lifeboat_provider_plugin::stop_all(std::time::Duration::from_secs(2));
     // Output lost to a failing stdout (not a reader that stopped early) is a failed command.
     if output::failed() {
         return std::process::ExitCode::from(commands::Exit::Error as u8);

@@ -18,6 +18,9 @@ pub mod codes {
     pub const PLAN_DUPLICATE: &str = "plan::duplicate";
     /// A path the plan names resolves outside its repository (see `paths`).
     pub const PLAN_PATH_OUTSIDE: &str = "plan::path-outside";
+    /// A `plugin` provider whose command is not allowed from outside the plan
+    /// (`--allow-plugin`, `LIFEBOAT_ALLOWED_PLUGINS`): a plan cannot make lifeboat run code.
+    pub const PLAN_PLUGIN_NOT_ALLOWED: &str = "plan::plugin-not-allowed";
     pub const GROUP_MIXED_OS: &str = "group::mixed-os";
     pub const GROUP_MASTER_TARGET_OS: &str = "group::master-target-os";
     pub const GROUP_CONFLICTING_MASTER_TARGET: &str = "group::conflicting-master-target";

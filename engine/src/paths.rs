@@ -202,6 +202,12 @@ impl Containment {
     ) -> Result<PathBuf, PluginRefusal> {
         let real = if is_bare_name(Path::new(command)) {
             find_on_path(command, path_var).ok_or(PluginRefusal::NotFound)?
+        } else if Path::new(command).is_absolute() {
+            // An absolute path is not the repository's: only the allow-list can let it run.
+            std::fs::canonicalize(command)
+                .ok()
+                .filter(|real| real.is_file())
+                .ok_or(PluginRefusal::NotFound)?
         } else {
             let real = self
                 .check(&self.joined(command))
@@ -268,7 +274,20 @@ pub fn named_paths(plan: &Plan) -> Vec<(&Spanned<String>, &'static str)> {
     {
         out.push((&local.path, "state.local.path"));
     }
+    if let ProviderConfig::Plugin(plugin) = &plan.provider.value
+        && let Some(program) = plugin.command.value.first()
+        && is_relative_path(Path::new(&program.value))
+    {
+        out.push((program, "provider.plugin.command"));
+    }
     out
+}
+
+/// A plugin command given as a path relative to the plan (`./my-plugin`, `bin/plugin`): it is
+/// contained like every other path the plan names. Bare names are looked up on `PATH` and
+/// absolute paths must be allowed by name, so neither is the repository's.
+pub fn is_relative_path(command: &Path) -> bool {
+    !command.is_absolute() && !is_bare_name(command)
 }
 
 /// Where `path` really is: the file itself when it exists, else its deepest existing
@@ -507,6 +526,17 @@ mod tests {
         assert_eq!(
             c.allowed_plugin("missing", &[PathBuf::from("missing")], path_var),
             Err(PluginRefusal::NotFound)
+        );
+        // An absolute path outside the repository runs when it is allowed, and only then.
+        let absolute = bin.join("lifeboat-vmware");
+        let absolute = absolute.to_str().expect("UTF-8");
+        assert!(matches!(
+            c.allowed_plugin(absolute, &[], path_var),
+            Err(PluginRefusal::NotAllowed(_))
+        ));
+        assert_eq!(
+            c.allowed_plugin(absolute, &[bin.join("lifeboat-vmware")], path_var),
+            Ok(real(bin.join("lifeboat-vmware")))
         );
     }
 

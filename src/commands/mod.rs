@@ -4,6 +4,7 @@ pub mod graph;
 pub mod paths;
 pub mod pipeline;
 pub mod plan;
+pub mod plugin;
 pub mod provider;
 pub mod schema;
 pub mod show;

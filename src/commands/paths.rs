@@ -1,5 +1,6 @@
-//! Where the files a plan names may be (see `lifeboat_engine::paths`), and the directories
-//! allowed from outside the plan: `--allow-path DIR` and `LIFEBOAT_ALLOWED_PATHS`.
+//! Where the files a plan names may be (see `lifeboat_engine::paths`), and what is allowed
+//! from outside the plan: directories (`--allow-path DIR`, `LIFEBOAT_ALLOWED_PATHS`) and
+//! plugin executables (`--allow-plugin PATH`, `LIFEBOAT_ALLOWED_PLUGINS`).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -11,7 +12,24 @@ use lifeboat_engine::paths::Containment;
 /// The environment variable listing allowed directories, separated like `PATH` (`:`).
 pub const ALLOWED_PATHS_ENV: &str = "LIFEBOAT_ALLOWED_PATHS";
 
+/// The environment variable listing plugin executables allowed to run, separated by `:`.
+pub const ALLOWED_PLUGINS_ENV: &str = "LIFEBOAT_ALLOWED_PLUGINS";
+
 static ALLOWED: OnceLock<Vec<PathBuf>> = OnceLock::new();
+static ALLOWED_PLUGINS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+
+/// Records the plugin executables allowed from outside the plan: `--allow-plugin` and
+/// `LIFEBOAT_ALLOWED_PLUGINS`. Called once, before any command runs.
+pub fn allow_plugins(mut plugins: Vec<PathBuf>) {
+    if let Some(list) = std::env::var_os(ALLOWED_PLUGINS_ENV) {
+        plugins.extend(std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()));
+    }
+    let _ = ALLOWED_PLUGINS.set(plugins);
+}
+
+pub fn allowed_plugins() -> &'static [PathBuf] {
+    ALLOWED_PLUGINS.get().map_or(&[], Vec::as_slice)
+}
 
 /// Records the directories allowed from outside the plan: the command line's `--allow-path`
 /// and `LIFEBOAT_ALLOWED_PATHS`. Called once, before any command runs.
@@ -22,7 +40,7 @@ pub fn allow(mut dirs: Vec<PathBuf>) {
     let _ = ALLOWED.set(dirs);
 }
 
-fn allowed() -> &'static [PathBuf] {
+pub fn allowed() -> &'static [PathBuf] {
     ALLOWED.get().map_or(&[], Vec::as_slice)
 }
 

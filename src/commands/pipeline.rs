@@ -86,8 +86,6 @@ pub fn open(
             super::state::report(&error);
             Exit::Error
         })?;
-    let provider: Arc<dyn Provider> =
-        super::provider::open(plan_path, &plan, &file).map_err(|()| Exit::Error)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -96,6 +94,8 @@ pub fn open(
             eprintln!("error: cannot start the async runtime: {error}");
             Exit::Error
         })?;
+    let provider: Arc<dyn Provider> =
+        super::provider::open(plan_path, &plan, &file, &runtime).map_err(|()| Exit::Error)?;
     let mut session = Session {
         file,
         // Replaced by the refresh below, which knows the current master targets.

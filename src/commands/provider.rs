@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lifeboat_engine::diagnostic::{Diagnostic, codes};
-use lifeboat_engine::model::{AzureCredential, AzureProviderConfig, Plan, ProviderConfig};
-use lifeboat_engine::paths::ContainedPath;
+use lifeboat_engine::model::{
+    AzureCredential, AzureProviderConfig, Plan, PluginProviderConfig, ProviderConfig,
+};
+use lifeboat_engine::paths::{ContainedPath, PluginRefusal};
 use lifeboat_engine::provider::Provider;
 use lifeboat_engine::{SourceFile, Spanned};
 use lifeboat_provider_azure::{AzureConfig, AzureProvider, CredentialKind};
+use lifeboat_provider_plugin::{PluginProvider, Spec};
 use lifeboat_provider_sim::{SimProvider, WorldError, store};
 
 use crate::render::diagnostics::render_human;
@@ -72,27 +75,30 @@ pub fn warm_up(plan_path: &Path, plan: &Plan) -> Option<std::thread::JoinHandle<
     })
 }
 
-/// A provider ready to use, or the report of why not (already printed).
-pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn Provider>, ()> {
+/// A provider ready to use, or the report of why not (already printed). A plugin is started
+/// on `runtime`, which carries its I/O for as long as it runs.
+pub fn open(
+    plan_path: &Path,
+    plan: &Plan,
+    file: &SourceFile,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Arc<dyn Provider>, ()> {
     let config = match &plan.provider.value {
         ProviderConfig::Sim(config) => config,
         ProviderConfig::Azure(config) => {
             return open_azure(plan, config, file).map(|p| Arc::new(p) as Arc<dyn Provider>);
         }
-        other => {
-            let diagnostic = Diagnostic::error(
-                codes::PLAN_SCHEMA,
-                format!(
-                    "the `{}` provider is not available in this build yet",
-                    other.kind()
-                ),
-            )
-            .with_label(plan.provider.span, "only `sim` and `azure` are implemented")
-            .with_help(
-                "use `provider: {sim: {world: world.yaml}}` to rehearse against a simulated estate",
-            );
-            eprint!("{}", render_human(&[diagnostic], file));
-            return Err(());
+        ProviderConfig::Plugin(config) => {
+            let spec = plugin_spec(plan_path, config).map_err(|diagnostic| {
+                eprint!("{}", render_human(&[*diagnostic], file));
+            })?;
+            return match runtime.block_on(PluginProvider::start(spec)) {
+                Ok(provider) => Ok(Arc::new(provider) as Arc<dyn Provider>),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Err(())
+                }
+            };
         }
     };
     let contained_or_report = |value: &Spanned<String>, key: &str| {
@@ -149,6 +155,105 @@ pub fn open(plan_path: &Path, plan: &Plan, file: &SourceFile) -> Result<Arc<dyn 
     }
     Ok(Arc::new(provider) as Arc<dyn Provider>)
 }
+
+/// How to start the plugin `provider.plugin` names, once it is allowed from outside the plan
+/// (`--allow-plugin`, `LIFEBOAT_ALLOWED_PLUGINS`): `plan` runs it on untrusted changes, so
+/// the plan alone can never make lifeboat run code.
+pub fn plugin_spec(
+    plan_path: &Path,
+    config: &PluginProviderConfig,
+) -> Result<Spec, Box<Diagnostic>> {
+    let Some(program) = config.command.value.first() else {
+        return Err(Box::new(
+            Diagnostic::error(codes::PLAN_SCHEMA, "`provider.plugin.command` is empty")
+                .with_label(config.command.span, "no executable")
+                .with_help(
+                    "name the plugin and its arguments, e.g. `command: [./my-plugin, --flag]`",
+                ),
+        ));
+    };
+    let containment = super::paths::containment(plan_path).ok_or_else(|| {
+        Box::new(Diagnostic::error(
+            codes::PLAN_PATH_OUTSIDE,
+            format!(
+                "the directory of the plan `{}` cannot be resolved, so the plugin cannot be checked",
+                plan_path.display()
+            ),
+        ))
+    })?;
+    let path_var = std::env::var_os("PATH");
+    let real = containment
+        .allowed_plugin(
+            &program.value,
+            super::paths::allowed_plugins(),
+            path_var.as_deref(),
+        )
+        .map_err(|refusal| {
+            Box::new(match refusal {
+                PluginRefusal::NotAllowed(real) => Diagnostic::error(
+                    codes::PLAN_PLUGIN_NOT_ALLOWED,
+                    format!(
+                        "the plugin `{}` is not allowed to run: plugins run at `plan` too, so they must be allowed from outside the plan",
+                        program.value
+                    ),
+                )
+                .with_label(program.span, "not allowed")
+                .with_help(format!(
+                    "after reviewing it, allow it with `--allow-plugin {0}` or `{1}={0}` (`:`-separated); a plan cannot allow itself a plugin",
+                    real.display(),
+                    super::paths::ALLOWED_PLUGINS_ENV
+                )),
+                PluginRefusal::NotFound => Diagnostic::error(
+                    codes::PLAN_SCHEMA,
+                    format!("the plugin `{}` names no executable file", program.value),
+                )
+                .with_label(program.span, "not found")
+                .with_help("give a path relative to the plan (`./my-plugin`), an absolute path, or a name found on `PATH`"),
+                PluginRefusal::Path(refusal) => Diagnostic::error(
+                    codes::PLAN_PATH_OUTSIDE,
+                    format!("`provider.plugin.command` `{}` {refusal}", program.value),
+                )
+                .with_label(program.span, "not inside the repository")
+                .with_help("keep a plugin the plan names by a relative path inside the repository, or name an allowed executable by its absolute path"),
+            })
+        })?;
+    let timeout = match &config.timeout {
+        None => DEFAULT_PLUGIN_TIMEOUT,
+        Some(value) => crate::cli::parse_duration(&value.value)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Box::new(
+                    Diagnostic::error(
+                        codes::PLAN_SCHEMA,
+                        format!(
+                            "`provider.plugin.timeout` `{}` is not a duration",
+                            value.value
+                        ),
+                    )
+                    .with_label(value.span, "not a duration")
+                    .with_help("write a positive duration such as `30s` or `2m`"),
+                )
+            })?,
+    };
+    let dir = plan_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    Ok(Spec {
+        program: real,
+        args: config.command.value[1..]
+            .iter()
+            .map(|a| a.value.clone())
+            .collect(),
+        dir,
+        config: config.config.clone().unwrap_or_default(),
+        timeout,
+    })
+}
+
+/// How long a plugin may leave a request unanswered when the plan does not say.
+pub const DEFAULT_PLUGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The `azure` provider from `provider.azure`; a value it cannot use is a diagnostic pointing
 /// at that value. Credentials are not read here: the first request asks the chain.

@@ -1,5 +1,9 @@
 //! `lifeboat apply` end to end on the simulated estate: every goal, faults transient and
 //! permanent, saved plans, confirmation, the state lock, and SIGKILL at random moments.
+//!
+//! Every test runs twice: through the built-in `sim` provider, and through the same simulator
+//! served as a plugin (`lifeboat provider serve sim`) over the plugin protocol, with the same
+//! assertions, which proves the protocol carries everything the engine needs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Stdio};
@@ -10,7 +14,7 @@ use lifeboat_engine::provider::OperationKind;
 use lifeboat_provider_sim::World;
 use lifeboat_provider_sim::world::{Event, Fault, FaultCode};
 
-use crate::plan::Example;
+use crate::example::{Backend, Example};
 
 fn apply(example: &Example, extra: &[&str]) -> (Option<i32>, String) {
     let output = example
@@ -89,15 +93,14 @@ fn fault(machine: &str, operation: OperationKind, code: &str, times: u32) -> Fau
     }
 }
 
-#[test]
-fn apply_reaches_every_goal_then_there_is_nothing_to_do() {
+fn apply_reaches_every_goal_then_there_is_nothing_to_do(backend: Backend) {
     for (goal, operations) in [
         ("reprotected", 1),
         ("failed-back", 2),
         ("committed", 3),
         ("protected", 4),
     ] {
-        let example = Example::open_window(goal);
+        let example = Example::open_window_through(goal, backend);
         let (code, text) = apply(&example, &[]);
         assert_eq!(code, Some(0), "{goal}:\n{text}");
         assert!(
@@ -122,9 +125,8 @@ fn apply_reaches_every_goal_then_there_is_nothing_to_do() {
     }
 }
 
-#[test]
-fn a_transient_fault_is_waited_out() {
-    let example = Example::open_window("reprotected");
+fn a_transient_fault_is_waited_out(backend: Backend) {
+    let example = Example::open_window_through("reprotected", backend);
     example.edit(|world| {
         world
             .faults
@@ -140,9 +142,8 @@ fn a_transient_fault_is_waited_out() {
     assert_converged(&example);
 }
 
-#[test]
-fn a_permanent_fault_skips_its_dependents_only_and_a_second_apply_converges() {
-    let example = Example::open_window("failed-back");
+fn a_permanent_fault_skips_its_dependents_only_and_a_second_apply_converges(backend: Backend) {
+    let example = Example::open_window_through("failed-back", backend);
     example.edit(|world| {
         world
             .faults
@@ -201,9 +202,8 @@ fn a_permanent_fault_skips_its_dependents_only_and_a_second_apply_converges() {
     assert_converged(&example);
 }
 
-#[test]
-fn a_saved_plan_applies_once_then_is_stale() {
-    let example = Example::open_window("reprotected");
+fn a_saved_plan_applies_once_then_is_stale(backend: Backend) {
+    let example = Example::open_window_through("reprotected", backend);
     let saved = example.dir.path().join("tonight.json");
     let output = example
         .lifeboat()
@@ -240,9 +240,8 @@ fn a_saved_plan_applies_once_then_is_stale() {
     );
 }
 
-#[test]
-fn apply_asks_and_refuses_without_a_terminal() {
-    let example = Example::open_window("reprotected");
+fn apply_asks_and_refuses_without_a_terminal(backend: Backend) {
+    let example = Example::open_window_through("reprotected", backend);
     let output = example
         .lifeboat()
         .arg("apply")
@@ -259,19 +258,16 @@ fn slow(world: &mut World, scale: f64) {
 }
 
 fn spawn_apply(example: &Example) -> Child {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    let mut command = example.command();
     command
-        .current_dir(example.dir.path())
-        .env("NO_COLOR", "1")
         .args(["apply", "--auto-approve"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command.spawn().expect("lifeboat starts")
 }
 
-#[test]
-fn a_second_apply_on_the_same_state_fails_fast_naming_the_holder() {
-    let example = Example::open_window("reprotected");
+fn a_second_apply_on_the_same_state_fails_fast_naming_the_holder(backend: Backend) {
+    let example = Example::open_window_through("reprotected", backend);
     example.edit(|world| slow(world, 0.002)); // a reprotect takes 2.4 s
     let mut first = spawn_apply(&example);
     let info = example.dir.path().join(".lifeboat/state.json.lock.info");
@@ -289,9 +285,8 @@ fn a_second_apply_on_the_same_state_fails_fast_naming_the_holder() {
     assert_converged(&example);
 }
 
-#[test]
-fn killing_apply_at_random_moments_never_loses_or_repeats_an_operation() {
-    let example = Example::open_window("committed");
+fn killing_apply_at_random_moments_never_loses_or_repeats_an_operation(backend: Backend) {
+    let example = Example::open_window_through("committed", backend);
     // Reprotects take 1.2 s, failbacks 0.6 s, commits 0.12 s: every kind is in flight often.
     example.edit(|world| slow(world, 0.001));
     let mut rng = SplitMix64::new(2026);
@@ -345,9 +340,8 @@ fn killing_apply_at_random_moments_never_loses_or_repeats_an_operation() {
 /// Preflight runs again right before each operation, against fresh facts: a window that
 /// closes while apply runs stops the operations that would start after it, before anything
 /// is sent to the provider.
-#[test]
-fn preflight_is_rechecked_right_before_each_operation() {
-    let example = Example::open_window("failed-back");
+fn preflight_is_rechecked_right_before_each_operation(backend: Backend) {
+    let example = Example::open_window_through("failed-back", backend);
     let closes = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
     let path = example.dir.path().join("lifeboat.yaml");
     let plan = std::fs::read_to_string(&path)
@@ -391,9 +385,8 @@ fn preflight_is_rechecked_right_before_each_operation() {
     assert_eq!(starts(&world(&example)).0.len(), 1);
 }
 
-#[test]
-fn a_saved_plan_carries_its_parallelism_to_apply() {
-    let example = Example::open_window("reprotected");
+fn a_saved_plan_carries_its_parallelism_to_apply(backend: Backend) {
+    let example = Example::open_window_through("reprotected", backend);
     let saved = example.dir.path().join("serial.json");
     let output = example
         .lifeboat()
@@ -439,12 +432,11 @@ fn a_saved_plan_carries_its_parallelism_to_apply() {
 
 /// Ctrl-C (SIGINT) stops new starts; what is in flight finishes and is recorded, so the state
 /// holds no pending operation, and running apply again finishes the job without repeating any.
-#[test]
-fn ctrl_c_stops_new_starts_and_keeps_the_state_whole() {
-    let example = Example::open_window("committed");
+fn ctrl_c_stops_new_starts_and_keeps_the_state_whole(backend: Backend) {
+    let example = Example::open_window_through("committed", backend);
     example.edit(|world| slow(world, 0.001)); // a reprotect takes 1.2 s
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .current_dir(example.dir.path())
+    let child = example
+        .command()
         .args(["apply", "--auto-approve", "--parallelism", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -476,3 +468,34 @@ fn ctrl_c_stops_new_starts_and_keeps_the_state_whole() {
     assert_converged(&example);
     assert_nothing_ran_twice(&world(&example));
 }
+
+/// Each test through both backends: `apply::sim::NAME` and `apply::plugin::NAME`.
+macro_rules! through_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sim {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Sim);
+            })*
+        }
+        mod plugin {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::Plugin);
+            })*
+        }
+    };
+}
+
+through_both_backends!(
+    apply_reaches_every_goal_then_there_is_nothing_to_do,
+    a_transient_fault_is_waited_out,
+    a_permanent_fault_skips_its_dependents_only_and_a_second_apply_converges,
+    a_saved_plan_applies_once_then_is_stale,
+    apply_asks_and_refuses_without_a_terminal,
+    a_second_apply_on_the_same_state_fails_fast_naming_the_holder,
+    killing_apply_at_random_moments_never_loses_or_repeats_an_operation,
+    preflight_is_rechecked_right_before_each_operation,
+    a_saved_plan_carries_its_parallelism_to_apply,
+    ctrl_c_stops_new_starts_and_keeps_the_state_whole,
+);

@@ -8,16 +8,40 @@ use serde_json::Value;
 
 use crate::util::repo_root;
 
+/// The binary under test.
+pub(crate) fn lifeboat_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lifeboat"))
+}
+
+/// Which provider a test drives the simulated estate through: the built-in `sim`, or the
+/// same simulator served as a plugin (`lifeboat provider serve sim`) over the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sim,
+    Plugin,
+}
+
 /// The example plan and its starting world, copied into a temporary directory so tests can
 /// change the goal and the world freely.
 pub(crate) struct Example {
     pub(crate) dir: tempfile::TempDir,
+    pub(crate) backend: Backend,
 }
 
 impl Example {
     /// The example at `goal`, with its maintenance window open now (for `apply`).
     pub(crate) fn open_window(goal: &str) -> Self {
-        let example = Self::new(goal);
+        Self::open_window_through(goal, Backend::Sim)
+    }
+
+    /// [`Self::open_window`] through `backend`: with [`Backend::Plugin`] the plan's provider
+    /// is `lifeboat provider serve sim` on the same world, allowed from outside the plan.
+    pub(crate) fn open_window_through(goal: &str, backend: Backend) -> Self {
+        let mut example = Self::new(goal);
+        if backend == Backend::Plugin {
+            example.serve_as_plugin();
+        }
+        let example = example;
         let path = example.dir.path().join("lifeboat.yaml");
         let plan = std::fs::read_to_string(&path)
             .expect("the plan")
@@ -39,7 +63,37 @@ impl Example {
         std::fs::write(dir.path().join("lifeboat.yaml"), plan).expect("write the plan");
         std::fs::copy(source.join("world.yaml"), dir.path().join("world.yaml"))
             .expect("copy the world");
-        Self { dir }
+        Self {
+            dir,
+            backend: Backend::Sim,
+        }
+    }
+
+    /// Replaces the plan's `sim` provider by the same world served as a plugin.
+    pub(crate) fn serve_as_plugin(&mut self) {
+        let path = self.dir.path().join("lifeboat.yaml");
+        let plan = std::fs::read_to_string(&path).expect("the plan");
+        let start = plan.find("provider:").expect("a provider block");
+        let end = plan[start..].find("\ngoal:").expect("the goal") + start;
+        let plan = format!(
+            "{}provider:\n  plugin:\n    command: [{}, provider, serve, sim, --world, .lifeboat/world.yaml, --start-from, world.yaml]\n    timeout: 30s\n{}",
+            &plan[..start],
+            lifeboat_binary().display(),
+            &plan[end..]
+        );
+        std::fs::write(&path, plan).expect("write the plan");
+        self.backend = Backend::Plugin;
+    }
+
+    /// A command running the binary in the example's directory, with the plugin allowed
+    /// when the example uses one.
+    pub(crate) fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(lifeboat_binary());
+        command.current_dir(self.dir.path()).env("NO_COLOR", "1");
+        if self.backend == Backend::Plugin {
+            command.env("LIFEBOAT_ALLOWED_PLUGINS", lifeboat_binary());
+        }
+        command
     }
 
     pub(crate) fn world_path(&self) -> PathBuf {
@@ -47,9 +101,7 @@ impl Example {
     }
 
     pub(crate) fn lifeboat(&self) -> Command {
-        let mut command = Command::cargo_bin("lifeboat").expect("the binary is built");
-        command.current_dir(self.dir.path()).env("NO_COLOR", "1");
-        command
+        Command::from_std(self.command())
     }
 
     /// Runs `plan` once so the world exists, then edits it.

@@ -8,6 +8,7 @@ mod example;
 mod examples;
 mod malformed;
 mod plan;
+mod plugin;
 mod preflight;
 mod schemas;
 mod security;

@@ -26,6 +26,44 @@ fn committed_schemas_are_up_to_date() {
     }
 }
 
+/// One schema per message of the plugin protocol, in `schemas/plugin/`, and nothing else
+/// there.
+#[test]
+fn committed_plugin_protocol_schemas_are_up_to_date() {
+    let output = lifeboat()
+        .args(["schema", "plugin"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let names = String::from_utf8(output.stdout).expect("UTF-8");
+    let names: Vec<&str> = names.lines().collect();
+    assert!(names.contains(&"run.params"), "{names:?}");
+    for name in &names {
+        let output = lifeboat()
+            .args(["schema", "plugin", name])
+            .output()
+            .expect("runs");
+        assert!(output.status.success());
+        let generated = String::from_utf8(output.stdout).expect("UTF-8");
+        let file = format!("plugin/{name}.schema.json");
+        assert!(
+            generated == committed(&file),
+            "schemas/{file} is stale: run `cargo run -- schema plugin {name} > schemas/{file}`"
+        );
+    }
+    let mut committed_files: Vec<String> = std::fs::read_dir(repo_root().join("schemas/plugin"))
+        .expect("schemas/plugin/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    committed_files.sort();
+    let mut expected: Vec<String> = names.iter().map(|n| format!("{n}.schema.json")).collect();
+    expected.sort();
+    assert_eq!(
+        committed_files, expected,
+        "schemas/plugin/ has a file no message has"
+    );
+}
+
 fn plan_validator() -> jsonschema::Validator {
     let schema: serde_json::Value =
         serde_json::from_str(&committed("plan.schema.json")).expect("schema is JSON");

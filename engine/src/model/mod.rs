@@ -123,13 +123,26 @@ pub enum AzureCredential {
     AzureCli,
 }
 
+/// A provider in a separate process speaking lifeboat's plugin protocol (JSON-RPC 2.0 over
+/// its stdin and stdout, docs/plugin-protocol.md). It runs at `plan` too, so it runs only
+/// when allowed from outside the plan (`--allow-plugin`, `LIFEBOAT_ALLOWED_PLUGINS`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginProviderConfig {
-    /// The plugin executable, relative to the plan file or on `PATH`.
-    pub command: Spanned<String>,
-    #[serde(default)]
-    pub args: Vec<Spanned<String>>,
+    /// The executable and its arguments, e.g. `[./my-plugin, --flag]`. The executable is a
+    /// path relative to the plan file (it must stay inside the repository), an absolute path,
+    /// or a name found on `PATH`; it runs in the plan's directory.
+    #[schemars(length(min = 1))]
+    pub command: Spanned<Vec<Spanned<String>>>,
+    /// Passed to the plugin as it is, in `initialize`; lifeboat does not look inside. Never
+    /// put secrets here: the plugin inherits lifeboat's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// How long the plugin may take to answer a request (`30s`, `2m`; default `60s`). A `run`
+    /// or `refresh` may take longer as long as the plugin reports progress within each such
+    /// interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -6,6 +6,7 @@
 //!   targets machines replicate through today;
 //! - [`assemble`]: the one plan assembly (`plan`, `plan --refresh-only`, `apply`, saved plans);
 //! - [`reconcile`]: resolve what a previous run left pending, by operation id;
+//! - [`push`]: `state push`, a state written to a backend only over an older one of its lineage;
 //! - [`run`]: `apply` itself, with [`journal`]: the state as the executor's write-ahead journal
 //!   (group-committed deltas) and the per-operation preflight re-check.
 //!
@@ -13,11 +14,13 @@
 
 pub mod assemble;
 pub mod journal;
+pub mod push;
 pub mod reconcile;
 pub mod run;
 pub mod session;
 
 pub use assemble::{Planned, TargetError, plan, refresh_only, same_changes};
 pub use journal::{Recheck, StateJournal};
+pub use push::{PushError, Pushed, push};
 pub use reconcile::{ReconcileError, Reconciled, reconcile};
 pub use run::{ApplyError, ApplyInput, apply};

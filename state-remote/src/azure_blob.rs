@@ -46,6 +46,9 @@ const META_EPOCH: &str = "lifeboat_epoch";
 const META_LOCK: &str = "lifeboat_lock_id";
 const META_OWNER: &str = "lifeboat_lock_owner";
 
+/// How many times (100 ms apart) a contender looks for a new holder's name.
+const OWNER_GRACE_POLLS: u32 = 10;
+
 /// Azure's finite lease durations.
 const LEASE_RANGE: (u64, u64) = (15, 60);
 
@@ -97,6 +100,18 @@ impl AzureBlobStore {
     /// The store of blob `blob` in `container` of the account at `account_url`, with
     /// credentials from the environment.
     pub fn from_env(account_url: &str, container: &str, blob: &str) -> Result<Self, String> {
+        Self::from_vars(account_url, container, blob, |name| {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        })
+    }
+
+    /// [`Self::from_env`] with the variables read through `var`.
+    pub fn from_vars(
+        account_url: &str,
+        container: &str,
+        blob: &str,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
         let base = Url::parse(account_url.trim_end_matches('/'))
             .map_err(|e| format!("`{account_url}` is not a URL: {e}"))?;
         let loopback = lifeboat_provider_azure::config::is_loopback(&base);
@@ -107,11 +122,7 @@ impl AzureBlobStore {
         }
         let http = lifeboat_provider_azure::config::http_client().map_err(|e| e.to_string())?;
         let account = account_name(&base, loopback)?;
-        let auth = auth_from_env(
-            |name| std::env::var(name).ok().filter(|v| !v.is_empty()),
-            &account,
-            &http,
-        )?;
+        let auth = auth_from_env(var, &account, &http)?;
         let mut container_url = base.clone();
         container_url
             .path_segments_mut()
@@ -337,6 +348,18 @@ impl AzureBlobStore {
             .decode(encoded)
             .ok()?;
         serde_json::from_slice(&json).ok()
+    }
+
+    /// The owner a live lease's holder recorded, waiting a moment for one that has just
+    /// taken the lease and is still writing who it is (the two cannot be one request).
+    async fn announced_owner(&self) -> Result<Option<LockInfo>, RemoteError> {
+        for _ in 0..OWNER_GRACE_POLLS {
+            if let Some(owner) = self.properties().await?.as_ref().and_then(Self::owner_of) {
+                return Ok(Some(owner));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(None)
     }
 
     /// Why a conditional write failed: another holder (fenced), or another write (conflict).
@@ -617,9 +640,8 @@ impl RemoteStore for AzureBlobStore {
         match answer.status {
             StatusCode::CREATED | StatusCode::OK => {}
             StatusCode::CONFLICT => {
-                let holder = self.properties().await?;
                 return Ok(Acquired::Held(Holder {
-                    info: holder.as_ref().and_then(Self::owner_of),
+                    info: self.announced_owner().await?,
                     live: true,
                 }));
             }

@@ -148,7 +148,18 @@ impl PostgresStore {
     /// The store of state `name` in `schema` (an identifier the plan's validation checked),
     /// connecting as the environment says.
     pub fn from_env(name: &str, schema: &str) -> Result<Self, String> {
-        let config = pg_env::config(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))?;
+        Self::from_vars(name, schema, |var| {
+            std::env::var(var).ok().filter(|v| !v.is_empty())
+        })
+    }
+
+    /// [`Self::from_env`] with the variables read through `var`.
+    pub fn from_vars(
+        name: &str,
+        schema: &str,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let config = pg_env::config(var)?;
         if !lifeboat_engine::validate::state::is_identifier(schema) {
             return Err(format!("`{schema}` is not a schema name lifeboat uses"));
         }

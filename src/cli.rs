@@ -106,7 +106,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
-    /// Inspect the state, or remove a stale lock.
+    /// Inspect the state, move it between backends (`pull`, `push`), or remove a stale lock.
     State {
         /// The plan file whose state to use (its `state` setting says where the state is).
         #[arg(long, global = true, default_value = "lifeboat.yaml")]
@@ -304,10 +304,26 @@ pub enum StateCommand {
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
         format: DiagnosticFormat,
     },
-    /// Remove a lock left behind by a process that is gone; only with the lock's id.
+    /// Remove a lock left behind by a process that is gone; only with the lock's id. A
+    /// remote backend's lease that its holder still renews is not broken.
     Unlock {
         /// The id a locked command printed.
         lock_id: String,
+    },
+    /// Print the stored state (JSON) from the plan's backend, e.g. to keep a copy.
+    Pull,
+    /// Write a state file to the plan's backend, under its lock: how a team moves from
+    /// `local` to `postgres` or `azure_blob`. Refuses another lineage or an older serial
+    /// unless `--force`.
+    Push {
+        /// The state file, e.g. `.lifeboat/state.json` or the output of `state pull`.
+        file: PathBuf,
+        /// Replace the stored state even if it is of another lineage or a newer serial.
+        #[arg(long)]
+        force: bool,
+        /// Wait up to this long for the state's lock (e.g. `30s`, `5m`); default: fail at once.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
     },
 }
 

@@ -137,8 +137,14 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
     }
     if saved.is_none() && !args.auto_approve {
         confirm(&session, &execution, &diagnostics)?;
-    } else if !printer.json && !diagnostics.is_empty() {
-        eprint!("{}", render_human(&diagnostics, &session.file));
+    } else {
+        if !printer.json && !diagnostics.is_empty() {
+            eprint!("{}", render_human(&diagnostics, &session.file));
+        }
+        // As Terraform does: a CI log shows what an unattended apply is about to carry out.
+        if saved.is_none() {
+            printer.plan(&plan_output(&session, &execution));
+        }
     }
 
     let options = ApplyOptions {
@@ -169,7 +175,7 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
     let input = ops::ApplyInput {
         plan: Arc::new(session.plan.clone()),
         assignment: Arc::new(session.validation.assignment.clone()),
-        backend: Arc::new(session.backend.clone()),
+        backend: session.backend.clone(),
         state: session.state.clone(),
         provider: session.provider.clone(),
         options,
@@ -302,7 +308,12 @@ fn reconcile(session: &mut Session, printer: &Printer) -> Result<(), Exit> {
         ..
     } = session;
     runtime
-        .block_on(ops::reconcile(state, backend, provider.as_ref(), &mut note))
+        .block_on(ops::reconcile(
+            state,
+            backend.as_ref(),
+            provider.as_ref(),
+            &mut note,
+        ))
         .map_err(|error| {
             match error {
                 ReconcileError::State(error) => super::state::report(&error),
@@ -313,17 +324,22 @@ fn reconcile(session: &mut Session, printer: &Printer) -> Result<(), Exit> {
     session.refresh()
 }
 
+/// The plan as `lifeboat plan` shows it, for the confirmation and the unattended log.
+fn plan_output(session: &Session, execution: &ExecutionPlan) -> PlanOutput {
+    PlanOutput::new(
+        execution,
+        Some(session.state.lineage.clone()),
+        Some(session.state.serial),
+        Vec::new(),
+    )
+}
+
 fn confirm(
     session: &Session,
     execution: &ExecutionPlan,
     diagnostics: &[Diagnostic],
 ) -> Result<(), Exit> {
-    let output = PlanOutput::new(
-        execution,
-        Some(session.state.lineage.clone()),
-        Some(session.state.serial),
-        Vec::new(),
-    );
+    let output = plan_output(session, execution);
     eprint!("{}", render_human(diagnostics, &session.file));
     out!(
         "{}",
@@ -394,7 +410,7 @@ impl Printer {
         if self.json {
             outln!(
                 "{}",
-                serde_json::to_string(event).expect("events are plain data")
+                stamped(serde_json::to_value(event).expect("events are plain data"))
             );
             return;
         }
@@ -468,11 +484,27 @@ impl Printer {
         }
     }
 
+    /// The plan an unattended apply is about to carry out.
+    fn plan(&self, output: &PlanOutput) {
+        if self.json {
+            outln!(
+                "{}",
+                stamped(serde_json::json!({"event": "plan", "plan": output}))
+            );
+        } else {
+            out!(
+                "{}",
+                render_plan::render_human(output, crate::render::stdout_colour())
+            );
+            outln!();
+        }
+    }
+
     fn note(&self, text: &str) {
         if self.json {
             outln!(
                 "{}",
-                serde_json::json!({"event": "reconciled", "message": text})
+                stamped(serde_json::json!({"event": "reconciled", "message": text}))
             );
         } else {
             outln!("  ⟳ {text}");
@@ -484,9 +516,24 @@ impl Printer {
             bar.finish_and_clear();
         }
         if self.json {
-            outln!("{json}");
+            outln!("{}", stamped(json.clone()));
         } else {
             outln!("{text}");
         }
     }
+}
+
+/// A JSON event line with its wall-clock time (RFC 3339, UTC, milliseconds) under
+/// `timestamp`, so a CI log says when each step happened.
+fn stamped(mut event: serde_json::Value) -> String {
+    if let Some(object) = event.as_object_mut() {
+        let now = jiff::Timestamp::now()
+            .round(jiff::Unit::Millisecond)
+            .unwrap_or_else(|_| jiff::Timestamp::now());
+        object.insert(
+            "timestamp".to_string(),
+            serde_json::Value::String(now.to_string()),
+        );
+    }
+    event.to_string()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lifeboat_engine::model::Plan;
 use lifeboat_engine::provider::{Facts, Provider};
-use lifeboat_engine::state::{LocalBackend, LockGuard, State};
+use lifeboat_engine::state::{LockGuard, State};
 use lifeboat_engine::validate::Validation;
 use lifeboat_engine::{SourceFile, load, ops};
 
@@ -24,7 +24,7 @@ pub struct Session {
     pub plan: Plan,
     /// Validation with the current master targets (see `assign`'s stickiness).
     pub validation: Validation,
-    pub backend: LocalBackend,
+    pub backend: super::state::Backend,
     pub state: State,
     pub provider: Arc<dyn Provider>,
     pub runtime: tokio::runtime::Runtime,
@@ -81,8 +81,8 @@ pub fn open(
         eprint!("{}", render_human(&[*diagnostic], &file));
         Exit::Error
     })?;
-    let (lock, state) =
-        ops::session::open_state(&backend, operation, lock_timeout).map_err(|error| {
+    let (lock, state) = ops::session::open_state(backend.as_ref(), operation, lock_timeout)
+        .map_err(|error| {
             super::state::report(&error);
             Exit::Error
         })?;

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use lifeboat_engine::diagnostic::JsonDiagnostic;
 use lifeboat_engine::saved::{self, SavedPlan};
-use lifeboat_engine::state::StateBackend as _;
 use lifeboat_engine::{Severity, SourceFile, load};
 
 use super::Exit;

@@ -145,10 +145,76 @@ pub struct PluginProviderConfig {
     pub timeout: Option<Spanned<String>>,
 }
 
+/// Where the state is kept: exactly one of `local`, `postgres`, `azure_blob`. Connections and
+/// credentials of the remote backends come from the environment, never from the plan.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StateConfig {
+    /// A JSON file beside the plan (the default, `.lifeboat/state.json`).
     Local(LocalStateConfig),
+    /// A row of a PostgreSQL table; the connection from libpq's environment variables
+    /// (`DATABASE_URL`, or `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`).
+    Postgres(PostgresStateConfig),
+    /// A block blob in an Azure Storage container; credentials from
+    /// `AZURE_STORAGE_CONNECTION_STRING`, `AZURE_STORAGE_KEY` or the Azure credential chain.
+    AzureBlob(AzureBlobStateConfig),
+}
+
+impl StateConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Local(_) => "local",
+            Self::Postgres(_) => "postgres",
+            Self::AzureBlob(_) => "azure_blob",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresStateConfig {
+    /// The state's name (its row); default: the plan's `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Spanned<String>>,
+    /// The schema holding lifeboat's tables, created when missing; default `lifeboat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Spanned<String>>,
+    /// How long the lock outlives a holder that stops renewing it, e.g. `60s` (at least
+    /// `5s`; default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AzureBlobStateConfig {
+    /// The storage account's blob endpoint, e.g. `https://contosodr.blob.core.windows.net`
+    /// (HTTP only on loopback, for Azurite: `http://127.0.0.1:10000/devstoreaccount1`).
+    pub account_url: Spanned<String>,
+    /// The container, created when missing.
+    pub container: Spanned<String>,
+    /// The blob; default `NAME.json`, `NAME` being the plan's `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<Spanned<String>>,
+    /// The blob lease, renewed while the process lives: `15s` to `60s`, what Azure allows
+    /// (default `60s`). Never infinite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Spanned<String>>,
+}
+
+/// The default lease of a remote state's lock.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The shortest lease lifeboat accepts: renewal runs every third of it.
+pub const MIN_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Parses a lease such as `60s`, `2m` or `1m 30s` (whole seconds at least).
+pub fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let duration: jiff::SignedDuration = text.trim().parse().map_err(|_| {
+        format!("`{text}` is not a duration; write it like `60s`, `2m` or `1m 30s`")
+    })?;
+    std::time::Duration::try_from(duration)
+        .map_err(|_| format!("`{text}` is negative; a lease is a length of time"))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]

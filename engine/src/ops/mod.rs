@@ -6,6 +6,7 @@
 //!   targets machines replicate through today;
 //! - [`assemble`]: the one plan assembly (`plan`, `plan --refresh-only`, `apply`, saved plans);
 //! - [`reconcile`]: resolve what a previous run left pending, by operation id;
+//! - [`push`]: `state push`, a state written to a backend only over an older one of its lineage;
 //! - [`run`]: `apply` itself, with [`journal`]: the state as the executor's write-ahead journal
 //!   (group-committed deltas) and the per-operation preflight re-check.
 //!
@@ -14,6 +15,7 @@
 pub mod assemble;
 pub mod check;
 pub mod journal;
+pub mod push;
 pub mod reconcile;
 pub mod run;
 pub mod session;
@@ -23,5 +25,6 @@ pub use assemble::{
 };
 pub use check::validate;
 pub use journal::{Recheck, StateJournal};
+pub use push::{PushError, Pushed, push};
 pub use reconcile::{ReconcileError, Reconciled, reconcile};
 pub use run::{ApplyError, ApplyInput, apply};

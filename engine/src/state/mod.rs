@@ -10,12 +10,15 @@
 //! provider reports the end. A crash between the two leaves a `pending` entry whose id the
 //! provider knows, so the next apply reconciles it instead of sending it a second time.
 //!
-//! Backends ([`StateBackend`]) keep the document somewhere and guard it with a lock. Only the
-//! local file backend exists today ([`local::LocalBackend`]).
+//! Backends ([`StateBackend`]) keep the document somewhere and guard it with a lock. The
+//! local file backend ([`local::LocalBackend`]) keeps it in a file; the remote ones
+//! ([`remote::RemoteBackend`] over a [`remote::RemoteStore`]) in PostgreSQL or Azure Blob,
+//! with leases, fencing and compare-and-swap writes.
 
 pub mod drift;
 pub mod local;
 mod lock;
+pub mod remote;
 
 use crate::saved::DocumentError;
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +30,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use local::LocalBackend;
-pub use lock::{LockGuard, LockInfo};
+pub use lock::{LockGuard, LockInfo, ci_run};
+pub use remote::RemoteBackend;
 
 use crate::model::Timestamp;
 use crate::provider::{OperationId, OperationKind, ReprotectSettings, Stage};
@@ -461,6 +465,28 @@ pub enum StateError {
     UnknownOperation { id: OperationId },
     #[error("a state write was interrupted: {reason}")]
     Interrupted { reason: String },
+    /// A remote backend's service failed or refused (unreachable, credentials, permissions).
+    #[error("the state `{location}`: {message}")]
+    Remote { location: String, message: String },
+    /// Compare-and-swap: the version this process read is no longer the stored one.
+    #[error(
+        "the state `{location}` was changed by another writer since this process read it; nothing was overwritten"
+    )]
+    Conflict { location: String },
+    /// Fencing: another process acquired the lock after this one's lease ran out.
+    #[error("this process lost its lock on the state `{location}` to {}: its lease of {}s ran out (the process was paused or cut off), so it wrote nothing and stops", holder(info.as_deref()), lease.as_secs())]
+    Fenced {
+        location: String,
+        lease: std::time::Duration,
+        info: Option<Box<LockInfo>>,
+    },
+    /// `state unlock` on a lease its holder still renews.
+    #[error("lock `{}` on `{location}` is still being renewed by its holder {}; its lease ends by itself {lease}s after that process stops", info.id, info, lease = lease.as_secs())]
+    LeaseRenewed {
+        location: String,
+        lease: std::time::Duration,
+        info: Box<LockInfo>,
+    },
 }
 
 fn holder(info: Option<&LockInfo>) -> String {

@@ -483,8 +483,11 @@ pub struct ProgressParams {
 /// How often a plugin sends `progress` while it works, at most.
 pub const HEARTBEAT_SECS: u64 = 10;
 
+/// Generates one message's JSON Schema.
+pub type SchemaFn = fn() -> schemars::Schema;
+
 /// Every message type with its schema file's name (`schemas/plugin/NAME.schema.json`).
-pub const MESSAGES: &[(&str, fn() -> schemars::Schema)] = &[
+pub const MESSAGES: &[(&str, SchemaFn)] = &[
     ("request", || schemars::schema_for!(Request)),
     ("response", || schemars::schema_for!(Response)),
     ("notification", || schemars::schema_for!(Notification)),

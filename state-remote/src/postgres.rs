@@ -337,7 +337,8 @@ impl RemoteStore for PostgresStore {
                         "the stored document is larger than lifeboat reads".to_string(),
                     ));
                 }
-                let mut state = State::from_json(&text).map_err(|e| RemoteError::Invalid(e.to_string()))?;
+                let mut state =
+                    State::from_json(&text).map_err(|e| RemoteError::Invalid(e.to_string()))?;
                 let deltas = records
                     .iter()
                     .enumerate()

@@ -84,6 +84,7 @@ pub fn refresh_only(
         execution: ExecutionPlan {
             goal: plan.goal(),
             changes: Vec::new(),
+            steps: Vec::new(),
             graph: Default::default(),
             untouched: Vec::new(),
         },

@@ -80,6 +80,7 @@ fn main() -> std::process::ExitCode {
             format,
             lock_timeout,
             retry_deadline,
+            no_wait,
         } => commands::apply::run(&commands::apply::ApplyArgs {
             plan: &plan,
             targets: &targets,
@@ -88,7 +89,13 @@ fn main() -> std::process::ExitCode {
             format,
             lock_timeout,
             retry_deadline,
+            no_wait,
         }),
+        Command::Approve {
+            address,
+            plan,
+            lock_timeout,
+        } => commands::approve::run(&plan, &address, lock_timeout),
         Command::Schema { which } => commands::schema::run(which),
         Command::Plan {
             plan,

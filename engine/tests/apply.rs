@@ -519,7 +519,7 @@ fn critical_path(plan: &ExecutionPlan, duration: impl Fn(&PlannedChange) -> Dura
             .unwrap_or_default();
         let own = match plan.graph[n] {
             Node::Change(i) => duration(&plan.changes[i]),
-            Node::Checkpoint(_) => Duration::ZERO,
+            Node::Checkpoint(_) | Node::Step(_) => Duration::ZERO,
         };
         finish.insert(n, ready + own);
     }

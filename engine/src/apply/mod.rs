@@ -32,7 +32,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::diagnostic::codes;
-use crate::planner::{Action, Edge, ExecutionPlan, Graph, Node, PlannedChange, PlannedStep, StepAction};
+use crate::planner::{
+    Action, Edge, ExecutionPlan, Graph, Node, PlannedChange, PlannedStep, StepAction,
+};
 use crate::provider::{OperationId, OperationOutcome, OperationRequest, Provider, ProviderError};
 
 pub mod window;
@@ -412,9 +414,13 @@ pub async fn execute(
                     });
                     let on_event = on_event.clone();
                     let task = running.spawn(async move {
-                        let ended =
-                            run_step(&step, journal.as_ref(), runner.as_deref(), on_event.as_ref())
-                                .await;
+                        let ended = run_step(
+                            &step,
+                            journal.as_ref(),
+                            runner.as_deref(),
+                            on_event.as_ref(),
+                        )
+                        .await;
                         (n, ended)
                     });
                     tasks.insert(task.id(), n);
@@ -452,7 +458,8 @@ pub async fn execute(
                     seconds_left: left.as_secs(),
                     waiting: deferred.len(),
                 });
-                next_report = Instant::now() + options.wait_report_every.max(Duration::from_millis(10));
+                next_report =
+                    Instant::now() + options.wait_report_every.max(Duration::from_millis(10));
             }
         }
         // What to wait for: a task to end, or (while something waits for the window) the
@@ -544,7 +551,9 @@ pub async fn execute(
         if matches!(run.status[n.index()], Status::Waiting | Status::Deferred)
             && !matches!(graph[n], Node::Checkpoint(_))
         {
-            run.report.not_started.push(plan.node_id(&graph[n]).to_string());
+            run.report
+                .not_started
+                .push(plan.node_id(&graph[n]).to_string());
         }
     }
     run.report.elapsed = started.elapsed();

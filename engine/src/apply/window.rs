@@ -31,7 +31,9 @@ impl Clock {
 
     pub fn now(&self) -> jiff::Timestamp {
         let elapsed = jiff::SignedDuration::try_from(self.at.elapsed()).unwrap_or_default();
-        self.wall.saturating_add(elapsed).unwrap_or(jiff::Timestamp::MAX)
+        self.wall
+            .saturating_add(elapsed)
+            .unwrap_or(jiff::Timestamp::MAX)
     }
 }
 

@@ -373,7 +373,9 @@ pub struct BootGroup {
 
 impl BootGroup {
     pub fn on_failure(&self) -> OnFailure {
-        self.on_failure.as_ref().map_or_else(OnFailure::default, |o| o.value)
+        self.on_failure
+            .as_ref()
+            .map_or_else(OnFailure::default, |o| o.value)
     }
 }
 

@@ -217,7 +217,10 @@ mod tests {
         }
         assert!("ten minutes".parse::<StepTimeout>().is_err());
         assert!("-5m".parse::<StepTimeout>().is_err());
-        assert_eq!(human_duration(std::time::Duration::from_secs(5400)), "1h 30m");
+        assert_eq!(
+            human_duration(std::time::Duration::from_secs(5400)),
+            "1h 30m"
+        );
         assert_eq!(human_duration(std::time::Duration::ZERO), "0s");
     }
 }

@@ -11,13 +11,15 @@
 //!
 //! `validate` is [`crate::load::load_plan`] then [`crate::validate::validate`].
 
+pub mod approve;
 pub mod assemble;
 pub mod journal;
 pub mod reconcile;
 pub mod run;
 pub mod session;
 
-pub use assemble::{Planned, TargetError, plan, refresh_only, same_changes};
+pub use approve::{ApproveError, Approved, approve};
+pub use assemble::{Planned, TargetError, plan, refresh_only, same_changes, schedule};
 pub use journal::{Recheck, StateJournal};
 pub use reconcile::{ReconcileError, Reconciled, reconcile};
 pub use run::{ApplyError, ApplyInput, apply};

@@ -475,10 +475,7 @@ pub fn build_with_steps_done(
 
 /// Every step of the boot order the state does not record done, group by group; the
 /// second value of each is the boot group's index.
-fn planned_steps(
-    plan: &Plan,
-    done: &dyn Fn(&str, &str) -> bool,
-) -> Vec<(usize, PlannedStep)> {
+fn planned_steps(plan: &Plan, done: &dyn Fn(&str, &str) -> bool) -> Vec<(usize, PlannedStep)> {
     let mut out = Vec::new();
     for (g, group) in plan.boot_order.iter().enumerate() {
         for (phase, list) in [(Phase::Before, &group.before), (Phase::After, &group.after)] {
@@ -567,7 +564,8 @@ fn build_graph(
 
     // Boot groups fail back one after another, each with its steps before and after. The
     // boot order leaves a group through edges that follow its `on_failure`.
-    let mut steps_of: Vec<(Vec<usize>, Vec<usize>)> = vec![Default::default(); plan.boot_order.len()];
+    let mut steps_of: Vec<(Vec<usize>, Vec<usize>)> =
+        vec![Default::default(); plan.boot_order.len()];
     for (i, (g, step)) in steps.iter().enumerate() {
         let lists = &mut steps_of[*g];
         match step.phase {
@@ -679,7 +677,8 @@ fn order(
     let mut ordered_ids = Vec::with_capacity(changes.len());
     let mut step_position = vec![0usize; steps.len()];
     let mut ordered_steps = Vec::with_capacity(steps.len());
-    let mut step_slots: Vec<Option<PlannedStep>> = steps.into_iter().map(|(_, s)| Some(s)).collect();
+    let mut step_slots: Vec<Option<PlannedStep>> =
+        steps.into_iter().map(|(_, s)| Some(s)).collect();
     for n in &topological {
         match graph[NodeIndex::new(*n)] {
             Node::Change(i) => {

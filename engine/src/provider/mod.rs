@@ -57,7 +57,10 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// schedule from these, and `apply` does not start a boot group whose estimated end
     /// passes the maintenance window's end. One call for the whole plan, so a provider can
     /// answer in one pass. The default knows nothing.
-    async fn estimate(&self, request: &EstimateRequest) -> Result<Vec<Option<Duration>>, ProviderError> {
+    async fn estimate(
+        &self,
+        request: &EstimateRequest,
+    ) -> Result<Vec<Option<Duration>>, ProviderError> {
         Ok(vec![None; request.operations.len()])
     }
 }

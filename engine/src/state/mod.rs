@@ -299,11 +299,14 @@ impl State {
     /// Records that step `id` (in the form `digest`) passed. Returns whether that changed
     /// anything.
     pub fn step_passed(&mut self, id: &str, digest: &str, at: Timestamp) -> bool {
-        let record = self.steps.entry(id.to_string()).or_insert_with(|| StepRecord {
-            digest: digest.to_string(),
-            passed_at: None,
-            gate: None,
-        });
+        let record = self
+            .steps
+            .entry(id.to_string())
+            .or_insert_with(|| StepRecord {
+                digest: digest.to_string(),
+                passed_at: None,
+                gate: None,
+            });
         if record.passed(digest) {
             return false;
         }

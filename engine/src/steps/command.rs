@@ -59,8 +59,14 @@ pub(super) async fn run(
             .spawn()
             .map_err(|e| failed(format!("`{id}`: {shown} cannot start: {e}")))?;
         let readers = [
-            child.stdout.take().map(|out| read_lines(&id, "stdout", out, lines.clone())),
-            child.stderr.take().map(|err| read_lines(&id, "stderr", err, lines.clone())),
+            child
+                .stdout
+                .take()
+                .map(|out| read_lines(&id, "stdout", out, lines.clone())),
+            child
+                .stderr
+                .take()
+                .map(|err| read_lines(&id, "stderr", err, lines.clone())),
         ];
         drop(lines);
         let ended = wait(&mut child, timeout);
@@ -85,7 +91,9 @@ pub(super) async fn run(
     let result = loop {
         let receive = forward.clone();
         let batch: Vec<StepOutput> = {
-            let receive = receive.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let receive = receive
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             receive.try_iter().collect()
         };
         for line in batch {
@@ -98,7 +106,9 @@ pub(super) async fn run(
         }
         tokio::time::sleep(WAIT_EVERY).await;
     };
-    let receive = forward.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let receive = forward
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for line in receive.try_iter() {
         output(line);
     }

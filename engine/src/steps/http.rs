@@ -49,7 +49,8 @@ pub(super) async fn poll(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let wanted = expect.map_or_else(|| "a 2xx status".to_string(), |s| format!("status {s}"));
+            let wanted =
+                expect.map_or_else(|| "a 2xx status".to_string(), |s| format!("status {s}"));
             return Err(timed_out(format!(
                 "`{id}`: `{url}` did not answer with {wanted} within {} (last: {last})",
                 human_duration(timeout)

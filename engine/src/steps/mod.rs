@@ -47,9 +47,7 @@ impl StepRunner for Runner {
             StepAction::Http { url, expect_status } => {
                 http::poll(&step.id, url, *expect_status, timeout).await
             }
-            StepAction::Command { argv } => {
-                command::run(self, step, argv, timeout, output).await
-            }
+            StepAction::Command { argv } => command::run(self, step, argv, timeout, output).await,
             StepAction::Manual { .. } => Err(failed(format!(
                 "`{}` is a manual gate; it is passed with `lifeboat approve boot_group.{}`",
                 step.id, step.boot_group

@@ -212,7 +212,11 @@ fn unordered(plan: &Plan, first_group: &HashMap<usize, usize>, out: &mut Vec<Dia
         codes::BOOT_ORDER_UNORDERED,
         format!(
             "{subject} {listed} will fail back but {verb} in no boot group: {} as soon as reprotected (after {} `depends_on`), alongside the first boot group `{}`, before any group's steps",
-            if outside.len() == 1 { "it fails back" } else { "they fail back" },
+            if outside.len() == 1 {
+                "it fails back"
+            } else {
+                "they fail back"
+            },
             if outside.len() == 1 { "its" } else { "their" },
             first.name.value
         ),

@@ -109,9 +109,12 @@ fn check_step(group: &str, list: &str, step: &Spanned<Step>, out: &mut Vec<Diagn
         };
         if let Some(help) = problem {
             out.push(
-                error(format!("{at} has a timeout of {} that cannot apply", timeout.value))
-                    .with_label(timeout.span, "this timeout")
-                    .with_help(help),
+                error(format!(
+                    "{at} has a timeout of {} that cannot apply",
+                    timeout.value
+                ))
+                .with_label(timeout.span, "this timeout")
+                .with_help(help),
             );
         }
     }

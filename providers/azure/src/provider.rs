@@ -39,8 +39,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use lifeboat_engine::provider::{
-    EstimateRequest, OperationId, OperationKind, OperationOutcome, OperationRequest, OperationStatus, Provider,
-    ProviderError, ProviderInfo, RefreshRequest,
+    EstimateRequest, OperationId, OperationKind, OperationOutcome, OperationRequest,
+    OperationStatus, Provider, ProviderError, ProviderInfo, RefreshRequest,
 };
 
 use crate::arm::{

@@ -112,7 +112,6 @@ pub mod codes {
         BOOT_ORDER_CYCLE,
         BOOT_ORDER_MULTIPLE_GROUPS,
         MAINTENANCE_WINDOW_INVALID,
-        BOOT_ORDER_UNORDERED,
         BOOT_ORDER_STEP,
     ];
 }

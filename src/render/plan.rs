@@ -297,6 +297,9 @@ pub fn fit_line(schedule: &Schedule) -> String {
                     ""
                 }
         ),
+        Fit::Fits if schedule.end_s.is_none() => {
+            "nothing in this plan needs the window (no failback, commit or step)".to_string()
+        }
         Fit::Fits => format!("fits the window: ends at {end}, the window closes at {close}"),
         Fit::Tight => format!("tight: ends at {end}, the window closes at {close}"),
         Fit::Overruns => format!("does not fit: ends at {end}, the window closes at {close}"),

@@ -143,6 +143,49 @@ pub fn parse_host_port(address: &str) -> Result<(&str, u16), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::parse_host_port;
+    use crate::{SourceFile, load, validate};
+
+    fn step_messages(steps: &str) -> Vec<String> {
+        let text = format!(
+            "version: 1\nname: t\nprovider: {{sim: {{world: w}}}}\ngoal: failed-back\n\
+             site: {{vcenter: v, configuration_server: c, process_server: p}}\n\
+             machines:\n  m: {{os: linux, datastore: ds}}\n\
+             boot_order:\n  - name: g\n    machines: [m]\n    after:\n{steps}"
+        );
+        let file = SourceFile::new("t.yaml", "t.yaml", text);
+        let plan = load::load_plan(&file).expect("loads");
+        validate::validate(&plan)
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.code == crate::diagnostic::codes::BOOT_ORDER_STEP)
+            .map(|d| d.message)
+            .collect()
+    }
+
+    #[test]
+    fn empty_commands_and_steps_of_no_or_two_kinds_are_refused() {
+        assert_eq!(
+            step_messages("      - command: []\n"),
+            ["a step in `after` of boot group `g` has an empty command"]
+        );
+        assert_eq!(
+            step_messages("      - command: [\"  \"]\n"),
+            ["a step in `after` of boot group `g` has an empty program name"]
+        );
+        assert_eq!(
+            step_messages("      - timeout: 5m\n"),
+            ["a step in `after` of boot group `g` names no kind"]
+        );
+        assert_eq!(
+            step_messages("      - {tcp: 'h:1', manual: hi}\n"),
+            ["a step in `after` of boot group `g` names 2 kinds; a step is one check or action"]
+        );
+        assert!(step_messages("      - {tcp: 'h:1', timeout: 24h}\n").is_empty());
+        assert_eq!(
+            step_messages("      - {tcp: 'h:1', timeout: 25h}\n").len(),
+            1
+        );
+    }
 
     #[test]
     fn addresses_parse_with_ports_and_brackets() {

@@ -648,17 +648,28 @@ fn a_machine_that_fails_back_in_no_boot_group_is_warned_about() {
     edit_plan(&example, |plan| {
         plan.replace("[web-01, web-02, batch-01]", "[web-01, web-02]")
     });
-    let (code, text, _) = run(&example, &["validate"]);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("boot-order::unordered"), "{text}");
+    let output = example
+        .lifeboat()
+        .args(["validate", "--format", "json"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let warning = &report["diagnostics"][0];
+    assert_eq!(warning["code"], "boot-order::unordered", "{report}");
+    assert_eq!(warning["severity"], "warning");
+    let message = warning["message"].as_str().expect("message");
     assert!(
-        text.contains("machine `batch-01` will fail back but is in no boot group: it fails back as soon as reprotected"),
-        "{text}"
+        message.starts_with(
+            "machine `batch-01` will fail back but is in no boot group: it fails back as soon as reprotected"
+        ),
+        "{message}"
     );
     assert!(
-        text.contains("alongside the first boot group `infrastructure`"),
-        "{text}"
+        message.contains("alongside the first boot group `infrastructure`"),
+        "{message}"
     );
+    assert_eq!(warning["labels"][0]["message"], "in no boot group");
     // Not at `reprotected`: nothing fails back.
     edit_plan(&example, |plan| {
         plan.replace("goal: failed-back", "goal: reprotected")

@@ -677,3 +677,101 @@ fn a_machine_that_fails_back_in_no_boot_group_is_warned_about() {
     let (_, text, _) = run(&example, &["validate"]);
     assert!(!text.contains("boot-order::unordered"), "{text}");
 }
+
+#[cfg(unix)]
+fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[cfg(unix)]
+fn spawn_apply(example: &Example) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .current_dir(example.dir.path())
+        .env("NO_COLOR", "1")
+        .args(["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lifeboat starts")
+}
+
+/// Waits until the simulated service has started `count` operations.
+fn wait_for_starts(example: &Example, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(world) = lifeboat_provider_sim::store::read(&example.world_path())
+            && world
+                .history
+                .iter()
+                .filter(|h| h.event == Event::Started)
+                .count()
+                >= count
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the apply did not start {count} operations");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_says_what_it_stops_and_a_second_explains_what_goes_on() {
+    // Reprotects take 30 s: they are in flight when Ctrl-C comes.
+    let example = night("reprotected", -60, 3600);
+    scale(&example, 0.025);
+    let child = spawn_apply(&example);
+    wait_for_starts(&example, 8);
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&child);
+    let output = child.wait_with_output().expect("it ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopping: 8 operations in flight, no new ones start"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("go on at the service"), "{stderr}");
+    assert!(stderr.contains("never starts it twice"), "{stderr}");
+    // The next apply picks them up by id: nothing is started twice. (The jobs are made to
+    // end now, rather than in 30 s, to keep the test short.)
+    example.edit(|world| {
+        for op in &mut world.running {
+            op.ends_at = op.started_at;
+        }
+    });
+    let (code, text, _) = run(&example, &["apply", "--auto-approve"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("⟳"), "{text}");
+    assert_eq!(starts(&world(&example)).len(), 8);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_while_waiting_for_the_window_stops_the_wait() {
+    let example = night("failed-back", 3600, 7200);
+    let child = spawn_apply(&example);
+    wait_for_starts(&example, 8);
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt(&child);
+    let started = Instant::now();
+    let output = child.wait_with_output().expect("it ends");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("stopping: 0 operations in flight, no new ones start"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("waiting for the maintenance window"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("8 not started"), "{stdout}");
+}

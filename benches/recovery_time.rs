@@ -54,7 +54,7 @@ fn critical_path(world: &World, plan: &ExecutionPlan) -> f64 {
     for n in order {
         let own = match graph[n] {
             Node::Change(i) => seconds(world, plan, i),
-            Node::Checkpoint(_) => 0.0,
+            Node::Checkpoint(_) | Node::Step(_) => 0.0,
         };
         let start = graph
             .neighbors_directed(n, petgraph::Incoming)

@@ -98,6 +98,23 @@ pub enum Command {
         /// throttling, server errors) before giving up on it.
         #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
         retry_deadline: std::time::Duration,
+        /// Do not wait for the maintenance window to open: run what may run now (reprotects),
+        /// then stop with exit code 4; a later apply continues.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Pass a manual gate an apply stopped at: records who and when in the state, so the
+    /// next `apply` continues after it.
+    Approve {
+        /// `boot_group.NAME`: the boot group whose gate to pass.
+        #[arg(value_name = "ADDR")]
+        address: String,
+        /// The plan file whose state to use.
+        #[arg(long, default_value = "lifeboat.yaml")]
+        plan: PathBuf,
+        /// How long to wait for the state lock, e.g. `30s`, `5m`; by default fail at once.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        lock_timeout: std::time::Duration,
     },
     /// Show a saved plan (`plan --out FILE`) in any format.
     Show {

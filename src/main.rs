@@ -81,6 +81,7 @@ fn main() -> std::process::ExitCode {
             format,
             lock_timeout,
             retry_deadline,
+            no_wait,
         } => commands::apply::run(&commands::apply::ApplyArgs {
             plan: &plan,
             targets: &targets,
@@ -89,6 +90,7 @@ fn main() -> std::process::ExitCode {
             format,
             lock_timeout,
             retry_deadline,
+            no_wait,
         }),
         Command::Schema { which, message } => commands::schema::run(which, message.as_deref()),
         Command::Provider {
@@ -105,6 +107,11 @@ fn main() -> std::process::ExitCode {
                     command,
                 },
         } => commands::plugin::test(plan.as_deref(), timeout, &command),
+        Command::Approve {
+            address,
+            plan,
+            lock_timeout,
+        } => commands::approve::run(&plan, &address, lock_timeout),
         Command::Plan {
             plan,
             format,

@@ -31,6 +31,12 @@ pub mod codes {
     pub const BOOT_ORDER_CYCLE: &str = "boot-order::cycle";
     pub const BOOT_ORDER_MULTIPLE_GROUPS: &str = "boot-order::multiple-groups";
     pub const MAINTENANCE_WINDOW_INVALID: &str = "maintenance-window::invalid";
+    /// A boot group's `before`/`after` step that cannot run as written: no kind or several,
+    /// an empty command, a bad address or URL, a timeout that is zero, over a day, or set on a
+    /// manual step.
+    pub const BOOT_ORDER_STEP: &str = "boot-order::step";
+    /// Warning: a machine that will fail back is in no boot group.
+    pub const BOOT_ORDER_UNORDERED: &str = "boot-order::unordered";
     /// Warning: `--target` limits the plan to part of the estate.
     pub const PLAN_TARGETED: &str = "plan::targeted";
 
@@ -79,6 +85,11 @@ pub mod codes {
     pub const APPLY_JOURNAL: &str = "apply::journal";
     /// The task that ran an operation panicked (a bug in lifeboat or the provider).
     pub const APPLY_TASK_PANICKED: &str = "apply::task-panicked";
+    /// A boot-group step failed: a check that never passed, a command that exited non-zero
+    /// or could not start.
+    pub const STEP_FAILED: &str = "step::failed";
+    /// A boot-group step ran out of time (a command's whole process group is killed).
+    pub const STEP_TIMEOUT: &str = "step::timeout";
 
     /// Problems in a `sim` world file (not a plan file, so not `plan::*`).
     pub const WORLD_SYNTAX: &str = "world::syntax";
@@ -104,6 +115,7 @@ pub mod codes {
         BOOT_ORDER_CYCLE,
         BOOT_ORDER_MULTIPLE_GROUPS,
         MAINTENANCE_WINDOW_INVALID,
+        BOOT_ORDER_STEP,
     ];
 }
 

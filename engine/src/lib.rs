@@ -19,10 +19,12 @@ pub mod planner;
 pub mod preflight;
 pub mod provider;
 pub mod saved;
+pub mod schedule;
 pub mod schema;
 pub mod source;
 pub mod span;
 pub mod state;
+pub mod steps;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};

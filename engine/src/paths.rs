@@ -280,6 +280,15 @@ pub fn named_paths(plan: &Plan) -> Vec<(&Spanned<String>, &'static str)> {
     {
         out.push((program, "provider.plugin.command"));
     }
+    // A step's program runs at `apply` only, but it is checked from `validate` on, so a
+    // change under review cannot point `apply` at a program outside the repository.
+    for group in plan.boot_order.iter() {
+        for step in group.before.iter().chain(&group.after) {
+            if let Some(program) = step.command.as_ref().and_then(|c| c.value.first()) {
+                out.push((program, "command"));
+            }
+        }
+    }
     out
 }
 

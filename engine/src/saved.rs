@@ -292,6 +292,8 @@ mod tests {
                 serial: Some(state.serial),
                 goal: Goal::Reprotected,
                 changes: Vec::new(),
+                steps: Vec::new(),
+                schedule: None,
                 untouched: Vec::new(),
                 diagnostics: Vec::new(),
                 summary: PlanSummary {

@@ -454,10 +454,14 @@ fn assert_accounted_for(plan: &ExecutionPlan, outcome: &Outcome) {
     seen.extend(report.failed.iter().map(|(id, _)| id.clone()));
     seen.extend(report.skipped.iter().map(|(id, _)| id.clone()));
     seen.extend(report.not_started.iter().cloned());
+    seen.extend(report.held.iter().map(|(id, _)| id.clone()));
+    seen.extend(report.paused.iter().map(|(id, _)| id.clone()));
+    let mut all = change_ids(plan);
+    all.extend(plan.steps.iter().map(|s| s.id.clone()));
     assert_eq!(
         sorted(seen),
-        sorted(change_ids(plan)),
-        "every change must be reported exactly once"
+        sorted(all),
+        "every change and step must be reported exactly once"
     );
 }
 
@@ -519,7 +523,7 @@ fn critical_path(plan: &ExecutionPlan, duration: impl Fn(&PlannedChange) -> Dura
             .unwrap_or_default();
         let own = match plan.graph[n] {
             Node::Change(i) => duration(&plan.changes[i]),
-            Node::Checkpoint(_) => Duration::ZERO,
+            Node::Checkpoint(_) | Node::Step(_) => Duration::ZERO,
         };
         finish.insert(n, ready + own);
     }
@@ -1075,4 +1079,266 @@ async fn a_provider_task_that_panics_is_a_root_cause_not_an_abort() {
         )]
     );
     assert_eq!(outcome.report.succeeded.len(), 4, "{:?}", outcome.report);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The failback night: the window, boot groups that would overrun it, steps, failure policy
+// ---------------------------------------------------------------------------------------------
+
+/// Two boot groups of one machine each, `first` then `second`, with `extra` added to the
+/// second group's entry (steps, `on_failure`) and to the first's (`first_extra`).
+fn two_groups(first_extra: &str, second_extra: &str) -> String {
+    format!(
+        "machines:\n  a: {{os: linux, datastore: ds}}\n  b: {{os: linux, datastore: ds}}\n\
+         boot_order:\n  - name: first\n    machines: [a]\n{first_extra}  - name: second\n    machines: [b]\n{second_extra}"
+    )
+}
+
+/// A window starting `start` and ending `end` from now (negative: in the past).
+fn window(start: i64, end: i64) -> Option<(jiff::Timestamp, jiff::Timestamp)> {
+    let now = jiff::Timestamp::now();
+    let at = |s: i64| {
+        now.checked_add(jiff::SignedDuration::from_secs(s))
+            .expect("in range")
+    };
+    Some((at(start), at(end)))
+}
+
+fn timed(reprotect: u64, failback: u64, commit: u64) -> Fake {
+    let mut fake = Fake::default();
+    for machine in ["a", "b"] {
+        fake.duration(
+            machine,
+            OperationKind::Reprotect,
+            Duration::from_secs(reprotect),
+        );
+        fake.duration(
+            machine,
+            OperationKind::Failback,
+            Duration::from_secs(failback),
+        );
+        fake.duration(machine, OperationKind::Commit, Duration::from_secs(commit));
+    }
+    fake
+}
+
+#[tokio::test(start_paused = true)]
+async fn failbacks_wait_for_the_window_and_start_when_it_opens() {
+    let plan = build("committed", &two_groups("", ""));
+    let options = ApplyOptions {
+        window: window(3600, 3 * 3600),
+        wait_report_every: Duration::from_secs(600),
+        ..options()
+    };
+    let (outcome, _) = execute(&plan, timed(10, 5, 1), &options).await;
+    assert!(outcome.report.is_success(), "{:?}", outcome.report);
+    // Reprotects at once (10 s), then nothing until the window opens an hour in, then the
+    // two groups one after the other: 1 h + 2 × (5 s + 1 s) at least (the commits of the
+    // first group overlap the second group's failback).
+    assert!(
+        outcome.elapsed >= Duration::from_secs(3600 + 10),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert!(
+        outcome.elapsed <= Duration::from_secs(3600 + 15),
+        "{:?}",
+        outcome.elapsed
+    );
+    let waits: Vec<u64> = outcome
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::WindowWait { seconds_left, .. } => Some(*seconds_left),
+            _ => None,
+        })
+        .collect();
+    // Reported at once and then every 10 minutes, counting down.
+    assert!(waits.len() >= 5, "{waits:?}");
+    assert!(waits.windows(2).all(|w| w[0] > w[1]), "{waits:?}");
+    let first_failback = outcome
+        .started()
+        .iter()
+        .position(|c| c.starts_with("failback"))
+        .expect("a failback started");
+    let waited = outcome
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::WindowWait { .. }))
+        .expect("a wait was reported");
+    assert!(
+        outcome.events.iter().position(
+            |e| matches!(e, Event::Started { change, .. } if change.starts_with("failback"))
+        ) > Some(waited),
+        "the first failback ({first_failback}) starts after the wait"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_wait_runs_the_reprotects_and_holds_the_failbacks() {
+    let plan = build("committed", &two_groups("", ""));
+    let options = ApplyOptions {
+        window: window(3600, 3 * 3600),
+        no_wait: true,
+        ..options()
+    };
+    let (outcome, fake) = execute(&plan, timed(10, 5, 1), &options).await;
+    let report = &outcome.report;
+    assert_eq!(
+        sorted(report.succeeded.clone()),
+        ["reprotect machine.a", "reprotect machine.b"]
+    );
+    // Only the first group's failback was ready; it is held, and everything after it waits.
+    assert_eq!(report.held.len(), 1, "{report:?}");
+    assert_eq!(report.held[0].0, "failback machine.a");
+    assert!(report.held[0].1.contains("--no-wait"), "{:?}", report.held);
+    assert!(report.failed.is_empty() && report.skipped.is_empty());
+    assert!(fake.calls_to("a", OperationKind::Failback).is_empty());
+    assert!(
+        outcome.elapsed < Duration::from_secs(11),
+        "{:?}",
+        outcome.elapsed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_boot_group_that_would_overrun_the_window_is_not_started() {
+    let plan = build("committed", &two_groups("", ""));
+    // The window is open and closes in 30 s; the first group takes 6 s, the second 60 s.
+    let gate = |name: &str, machine: &str, seconds: u64| lifeboat_engine::apply::GroupGate {
+        name: name.to_string(),
+        failbacks: vec![format!("failback machine.{machine}")],
+        duration: Some(Duration::from_secs(seconds)),
+    };
+    let options = ApplyOptions {
+        window: window(-60, 30),
+        groups: vec![gate("first", "a", 6), gate("second", "b", 60)],
+        ..options()
+    };
+    let (outcome, fake) = execute(&plan, timed(1, 5, 1), &options).await;
+    let report = &outcome.report;
+    assert!(
+        report.succeeded.contains(&"commit machine.a".to_string()),
+        "{report:?}"
+    );
+    assert_eq!(report.held.len(), 1, "{report:?}");
+    assert_eq!(report.held[0].0, "failback machine.b");
+    let why = &report.held[0].1;
+    assert!(
+        why.contains("boot group `second`") && why.contains("1m"),
+        "{why}"
+    );
+    assert!(why.contains("stay where they are"), "{why}");
+    assert!(fake.calls_to("b", OperationKind::Failback).is_empty());
+    assert_eq!(report.not_started, ["commit machine.b"]);
+}
+
+/// A step runner that fails every step whose id is listed, and counts what it ran.
+#[derive(Debug, Default)]
+struct FakeSteps {
+    failing: Vec<String>,
+    ran: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl apply::StepRunner for FakeSteps {
+    async fn run(
+        &self,
+        step: &planner::PlannedStep,
+        _: &(dyn Fn(apply::StepOutput) + Send + Sync),
+    ) -> Result<(), ProviderError> {
+        self.ran.lock().expect("ran lock").push(step.id.clone());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if self.failing.contains(&step.id) {
+            Err(ProviderError::permanent(
+                Some("step::failed".to_string()),
+                "exit status 1",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn with_steps(steps: &Arc<FakeSteps>) -> ApplyOptions {
+    ApplyOptions {
+        steps: Some(steps.clone()),
+        ..options()
+    }
+}
+
+const FAILING_CHECK: &str = "    after:\n      - command: [./check.sh]\n      - tcp: db:1433\n";
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_after_step_stops_later_groups_by_default() {
+    let plan = build("failed-back", &two_groups(FAILING_CHECK, ""));
+    let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["boot_group.first after[1]", "boot_group.first after[2]"]
+    );
+    let steps = Arc::new(FakeSteps {
+        failing: vec!["boot_group.first after[1]".to_string()],
+        ..FakeSteps::default()
+    });
+    let (outcome, fake) = execute(&plan, timed(1, 1, 1), &with_steps(&steps)).await;
+    let report = &outcome.report;
+    assert_eq!(outcome.failed_ids(), ["boot_group.first after[1]"]);
+    // The rest of the order is skipped, with the step as its root cause.
+    let skipped: Vec<&str> = report.skipped.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        sorted(skipped.iter().map(|s| s.to_string()).collect()),
+        ["boot_group.first after[2]", "failback machine.b"]
+    );
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|(_, cause)| cause == "boot_group.first after[1]")
+    );
+    assert!(report.continued.is_empty());
+    assert!(fake.calls_to("b", OperationKind::Failback).is_empty());
+    assert_eq!(
+        *steps.ran.lock().expect("ran"),
+        ["boot_group.first after[1]"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_on_failure_continue_later_groups_proceed_and_the_failure_is_reported() {
+    let first = format!("{FAILING_CHECK}    on_failure: continue\n");
+    let plan = build("failed-back", &two_groups(&first, ""));
+    let steps = Arc::new(FakeSteps {
+        failing: vec!["boot_group.first after[1]".to_string()],
+        ..FakeSteps::default()
+    });
+    let (outcome, fake) = execute(&plan, timed(1, 1, 1), &with_steps(&steps)).await;
+    let report = &outcome.report;
+    assert_eq!(outcome.failed_ids(), ["boot_group.first after[1]"]);
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert_eq!(report.continued, ["boot_group.first after[1]"]);
+    assert!(
+        report
+            .succeeded
+            .contains(&"boot_group.first after[2]".to_string())
+    );
+    assert_eq!(fake.calls_to("b", OperationKind::Failback).len(), 1);
+    assert!(!report.is_success(), "a failure is still a failure");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_gate_pauses_its_branch_and_independent_work_finishes() {
+    // `solo` is in no boot group: nothing holds it back.
+    let body = "machines:\n  a: {os: linux, datastore: ds}\n  b: {os: linux, datastore: ds}\n  \
+                solo: {os: linux, datastore: ds}\nboot_order:\n  - name: first\n    machines: [a]\n    \
+                after:\n      - manual: Check the AG listener\n  - name: second\n    machines: [b]\n";
+    let plan = build("failed-back", body);
+    let (outcome, fake) = execute(&plan, timed(1, 1, 1), &options()).await;
+    let report = &outcome.report;
+    assert_eq!(report.paused.len(), 1, "{report:?}");
+    assert_eq!(report.paused[0].0, "boot_group.first after[1]");
+    assert_eq!(report.paused[0].1, "Check the AG listener");
+    assert_eq!(report.not_started, ["failback machine.b"]);
+    assert_eq!(fake.calls_to("solo", OperationKind::Failback).len(), 1);
+    assert!(report.failed.is_empty() && report.skipped.is_empty());
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lifeboat_engine::Diagnostic;
-use lifeboat_engine::apply::{ApplyOptions, Event, RetryPolicy};
+use lifeboat_engine::apply::{ApplyOptions, Event, GroupGate, RetryPolicy};
 use lifeboat_engine::model::Timestamp;
 use lifeboat_engine::ops::{self, ReconcileError, Reconciled};
 use lifeboat_engine::planner::ExecutionPlan;
@@ -46,6 +46,8 @@ pub struct ApplyArgs<'a> {
     pub format: DiagnosticFormat,
     pub lock_timeout: Duration,
     pub retry_deadline: Duration,
+    /// Do not wait for the window: stop with [`Exit::WindowNotOpen`] instead.
+    pub no_wait: bool,
 }
 
 pub fn run(args: &ApplyArgs<'_>) -> Exit {
@@ -107,6 +109,38 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         eprintln!("error: {error}");
         Exit::Error
     })?;
+    let parallelism = args
+        .parallelism
+        .or(saved.as_ref().and_then(|s| s.parallelism))
+        .unwrap_or(ApplyOptions::default().parallelism);
+    let now = Timestamp(jiff::Timestamp::now());
+    let (schedule, fit) = session
+        .runtime
+        .block_on(ops::schedule(
+            &session.plan,
+            &execution,
+            session.provider.as_ref(),
+            now,
+            parallelism,
+        ))
+        .map_err(|error| {
+            eprintln!(
+                "error: estimating durations through `{}` failed: {}",
+                session.provider.describe().identity,
+                error.message
+            );
+            Exit::Error
+        })?;
+    // Whether a boot group fits the window is decided again when it is about to start,
+    // against the real clock: the executor does not start a group that would overrun, and
+    // everything before it (reprotects, earlier groups) still runs. So here an overrun is a
+    // warning about what the executor will hold back, not a reason to do nothing.
+    let mut diagnostics = diagnostics;
+    diagnostics.extend(fit.into_iter().map(|mut d| {
+        d.severity = lifeboat_engine::Severity::Warning;
+        d
+    }));
+    lifeboat_engine::diagnostic::sort(&mut diagnostics);
     if diagnostics.iter().any(Diagnostic::is_error) {
         eprint!("{}", render_human(&diagnostics, &session.file));
         eprintln!(
@@ -136,22 +170,20 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         return Ok(Exit::Success);
     }
     if saved.is_none() && !args.auto_approve {
-        confirm(&session, &execution, &diagnostics)?;
+        confirm(&session, &execution, &diagnostics, &schedule)?;
     } else {
         if !printer.json && !diagnostics.is_empty() {
             eprint!("{}", render_human(&diagnostics, &session.file));
         }
         // As Terraform does: a CI log shows what an unattended apply is about to carry out.
         if saved.is_none() {
-            printer.plan(&plan_output(&session, &execution));
+            printer.plan(&plan_output(&session, &execution, &schedule));
         }
     }
 
+    let on_terminal = !printer.json && std::io::stdout().is_terminal();
     let options = ApplyOptions {
-        parallelism: args
-            .parallelism
-            .or(saved.as_ref().and_then(|s| s.parallelism))
-            .unwrap_or(ApplyOptions::default().parallelism),
+        parallelism,
         retry: RetryPolicy {
             deadline: args.retry_deadline,
             ..RetryPolicy::default()
@@ -161,15 +193,27 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
             .maintenance_window
             .as_ref()
             .map(|w| (w.start.value.0, w.end.value.0)),
+        no_wait: args.no_wait,
+        // A countdown on a terminal; a line a minute in a CI log.
+        wait_report_every: if on_terminal {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(60)
+        },
+        groups: schedule
+            .boot_groups
+            .iter()
+            .map(|g| GroupGate {
+                name: g.name.clone(),
+                failbacks: g.failbacks.clone(),
+                duration: g.duration_s.map(Duration::from_secs),
+            })
+            .collect(),
+        steps: None,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    session.runtime.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::SeqCst);
-        }
-    });
-    let printer = printer.with_bar(execution.changes.len());
+    let printer = printer.with_bar(execution.changes.len() + execution.steps.len());
+    watch_interrupts(&session.runtime, interrupted.clone(), printer.clone());
     let events = printer.clone();
     let on_event: Arc<dyn Fn(Event) + Send + Sync> = Arc::new(move |event| events.event(&event));
     let input = ops::ApplyInput {
@@ -179,6 +223,7 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         state: session.state.clone(),
         provider: session.provider.clone(),
         options,
+        plan_dir: plan_dir(&plan_path),
     };
     let report = match session.runtime.block_on(ops::apply(
         input,
@@ -208,6 +253,9 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         "failed": report.failed.len(),
         "skipped": report.skipped.len(),
         "not_started": report.not_started.len(),
+        "held": report.held.len(),
+        "paused": report.paused.len(),
+        "continued": report.continued.len(),
         "elapsed_ms": report.elapsed.as_millis() as u64,
     });
     if report.is_success() {
@@ -220,11 +268,26 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
         );
         return Ok(Exit::Success);
     }
+    let failed = !report.failed.is_empty() || !report.skipped.is_empty();
+    let held_by_window = report.held.iter().any(|(_, why)| why.contains("--no-wait"));
+    let (verdict, exit) = if failed {
+        ("Apply failed", Exit::Error)
+    } else if !report.paused.is_empty() {
+        ("Apply stopped at a manual gate", Exit::Gate)
+    } else if held_by_window && report.held.iter().all(|(_, why)| why.contains("--no-wait")) {
+        (
+            "Apply stopped before the maintenance window",
+            Exit::WindowNotOpen,
+        )
+    } else {
+        ("Apply incomplete", Exit::Error)
+    };
     let mut text = format!(
-        "Apply failed: {} succeeded, {} failed, {} skipped, {} not started, in {seconds:.1}s.",
+        "{verdict}: {} succeeded, {} failed, {} skipped, {} held, {} not started, in {seconds:.1}s.",
         report.succeeded.len(),
         report.failed.len(),
         report.skipped.len(),
+        report.held.len(),
         report.not_started.len()
     );
     for (change, error) in &report.failed {
@@ -233,16 +296,81 @@ fn apply(args: &ApplyArgs<'_>) -> Result<Exit, Exit> {
             .as_deref()
             .map(|c| format!(" [{c}]"))
             .unwrap_or_default();
+        let went_on = if report.continued.contains(change) {
+            " (on_failure: continue: later boot groups went on)"
+        } else {
+            ""
+        };
         text.push_str(&format!(
-            "\n  root cause: `{change}`{code}: {}",
+            "\n  root cause: `{change}`{code}: {}{went_on}",
             error.message
         ));
     }
-    if !report.not_started.is_empty() {
+    // One line per reason, not per change: a held boot group of 500 machines is one line.
+    let mut reasons: Vec<&str> = Vec::new();
+    for (_, why) in &report.held {
+        if !reasons.contains(&why.as_str()) {
+            reasons.push(why);
+        }
+    }
+    for why in reasons {
+        let count = report.held.iter().filter(|(_, w)| w == why).count();
+        text.push_str(&format!(
+            "\n  held ({}): {why}",
+            crate::render::plural(count, "change")
+        ));
+    }
+    for (step, message) in &report.paused {
+        let group = step.split_whitespace().next().unwrap_or("boot_group.NAME");
+        text.push_str(&format!(
+            "\n  waiting at `{step}`: {message}\n  when it is done, run `lifeboat approve {group}`, then `lifeboat apply` again; nothing that ran is repeated"
+        ));
+    }
+    if !report.not_started.is_empty() && report.paused.is_empty() && report.held.is_empty() {
         text.push_str("\n  interrupted: run `lifeboat apply` again to continue; the state records where it stopped");
+    } else if held_by_window {
+        text.push_str("\n  run `lifeboat apply` again inside the window to continue; what ran is recorded in the state");
     }
     printer.line(&text, &summary);
-    Err(Exit::Error)
+    Err(exit)
+}
+
+/// The plan's directory, where command steps run.
+fn plan_dir(plan_path: &Path) -> PathBuf {
+    match plan_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Ctrl-C: the first stops new operations from starting and says so; the second explains
+/// what happens to the operations in flight, and exits (130, as a shell does): they go on at
+/// the service, and the next `apply` finds them by the ids the state recorded.
+fn watch_interrupts(
+    runtime: &tokio::runtime::Runtime,
+    interrupted: Arc<AtomicBool>,
+    printer: Printer,
+) {
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        interrupted.store(true, Ordering::SeqCst);
+        let running = printer.running();
+        printer.notice(&format!(
+            "stopping: {} in flight, no new ones start (Ctrl-C again to leave them running and exit now)",
+            crate::render::plural(running, "operation")
+        ));
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        printer.notice(&format!(
+            "exiting: the {} in flight go on at the service (an ASR job is not cancelled by lifeboat leaving); each is recorded as pending in the state, and the next `lifeboat apply` finds it by its operation id, waits for it or records its result, and never starts it twice",
+            crate::render::plural(printer.running(), "operation")
+        ));
+        crate::output::flush();
+        std::process::exit(130);
+    });
 }
 
 /// `apply FILE` where FILE is a saved plan; `None` for a plan file.
@@ -325,21 +453,28 @@ fn reconcile(session: &mut Session, printer: &Printer) -> Result<(), Exit> {
 }
 
 /// The plan as `lifeboat plan` shows it, for the confirmation and the unattended log.
-fn plan_output(session: &Session, execution: &ExecutionPlan) -> PlanOutput {
-    PlanOutput::new(
+fn plan_output(
+    session: &Session,
+    execution: &ExecutionPlan,
+    schedule: &lifeboat_engine::schedule::Schedule,
+) -> PlanOutput {
+    let mut output = PlanOutput::new(
         execution,
         Some(session.state.lineage.clone()),
         Some(session.state.serial),
         Vec::new(),
-    )
+    );
+    output.schedule = Some(schedule.clone());
+    output
 }
 
 fn confirm(
     session: &Session,
     execution: &ExecutionPlan,
     diagnostics: &[Diagnostic],
+    schedule: &lifeboat_engine::schedule::Schedule,
 ) -> Result<(), Exit> {
-    let output = plan_output(session, execution);
+    let output = plan_output(session, execution, schedule);
     eprint!("{}", render_human(diagnostics, &session.file));
     out!(
         "{}",
@@ -459,6 +594,33 @@ impl Printer {
             Event::Skipped { change, because } => {
                 Some(format!("  - {change} skipped: `{because}` failed"))
             }
+            Event::Continuing { change } => Some(format!(
+                "  → `{change}` failed in a boot group with `on_failure: continue`: later groups go on"
+            )),
+            Event::WindowWait {
+                opens_at,
+                seconds_left,
+                waiting,
+            } => {
+                let text = format!(
+                    "waiting for the maintenance window: opens at {opens_at}, in {} ({waiting} failbacks and commits wait)",
+                    lifeboat_engine::model::human_duration(Duration::from_secs(*seconds_left)),
+                );
+                match &self.bar {
+                    // A countdown on the bar, not a line a second.
+                    Some(bar) => {
+                        bar.set_message(text);
+                        return;
+                    }
+                    None => Some(format!("  … {text}")),
+                }
+            }
+            Event::Held { change, because } => Some(format!("  ‖ {change} held: {because}")),
+            Event::Paused { step, message } => Some(format!("  ⏸ {step}: {message}")),
+            Event::StepOutput(output) => Some(format!(
+                "    │ {} {}: {}",
+                output.step, output.stream, output.line
+            )),
         };
         match &self.bar {
             Some(bar) => {
@@ -497,6 +659,22 @@ impl Printer {
                 render_plan::render_human(output, crate::render::stdout_colour())
             );
             outln!();
+        }
+    }
+
+    /// Operations in flight now.
+    fn running(&self) -> usize {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .running
+    }
+
+    /// A message about the apply itself (Ctrl-C), on stderr so it never mixes into events.
+    fn notice(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
         }
     }
 

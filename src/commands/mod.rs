@@ -1,4 +1,5 @@
 pub mod apply;
+pub mod approve;
 pub mod diff;
 pub mod graph;
 pub mod paths;
@@ -19,4 +20,8 @@ pub enum Exit {
     Error = 1,
     /// Success with changes, under `--detailed-exitcode`.
     Changes = 2,
+    /// `apply` stopped at a manual gate: `lifeboat approve boot_group.NAME`, then apply again.
+    Gate = 3,
+    /// `apply --no-wait` stopped before the maintenance window opened; apply again inside it.
+    WindowNotOpen = 4,
 }

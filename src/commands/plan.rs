@@ -80,9 +80,39 @@ fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
     })?;
     let ops::Planned {
         execution,
-        diagnostics,
+        mut diagnostics,
         drift,
     } = planned;
+    // The expected schedule and whether failback and commit fit the window; a refresh-only
+    // plan plans nothing to schedule.
+    let schedule = if args.refresh_only || execution.is_empty() {
+        None
+    } else {
+        let now = Timestamp(jiff::Timestamp::now());
+        let parallelism = args
+            .parallelism
+            .unwrap_or(lifeboat_engine::apply::ApplyOptions::default().parallelism);
+        let (schedule, fit) = session
+            .runtime
+            .block_on(ops::schedule(
+                plan,
+                &execution,
+                provider.as_ref(),
+                now,
+                parallelism,
+            ))
+            .map_err(|error| {
+                eprintln!(
+                    "error: estimating durations through `{}` failed: {}",
+                    provider.describe().identity,
+                    error.message
+                );
+                Exit::Error
+            })?;
+        diagnostics.extend(fit);
+        lifeboat_engine::diagnostic::sort(&mut diagnostics);
+        Some(schedule)
+    };
 
     let json_diagnostics: Vec<JsonDiagnostic> = diagnostics
         .iter()
@@ -95,6 +125,7 @@ fn plan(args: &PlanArgs<'_>) -> Result<Exit, Exit> {
         json_diagnostics,
     );
     output.drift = drift;
+    output.schedule = schedule;
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
     // What the refresh changed (the simulator settles operations that ended) is folded into
     // the estate's file, so that the saved plan's digest is that of the estate it saw.

@@ -1,7 +1,8 @@
 //! The operation DAG as Graphviz DOT or Mermaid (which GitHub renders in pull requests).
 //!
-//! Changes are boxes; checkpoints (a group reprotected, a boot group failed back) are rounded
-//! and dashed, because they do nothing themselves and only join edges. Changes with downtime
+//! Changes are boxes; checkpoints (a group reprotected, a boot group failed back) and steps
+//! between boot groups (checks, commands, manual gates) are rounded and dashed, because they
+//! send nothing to the provider. Changes with downtime
 //! or a full resync, and commits (irreversible), are drawn in red so a reviewer sees where the
 //! risk sits in the order.
 
@@ -26,7 +27,15 @@ fn label(plan: &ExecutionPlan, node: &Node) -> (String, bool, bool) {
             )
         }
         Node::Checkpoint(label) => (label.clone(), false, true),
+        // A step is drawn like a checkpoint (it sends nothing to the provider), named by
+        // what it does.
+        Node::Step(i) => (step_label(&plan.steps[*i]), false, true),
     }
+}
+
+/// `after[1] boot_group.db: tcp db-01:1433`.
+fn step_label(step: &lifeboat_engine::planner::PlannedStep) -> String {
+    format!("{}: {}", step.id, step.action.describe())
 }
 
 pub fn dot(plan: &ExecutionPlan) -> String {
@@ -130,6 +139,7 @@ fn mermaid_collapsed(plan: &ExecutionPlan, file: &Plan) -> (String, usize) {
     for n in plan.graph.node_indices() {
         let (key, dangerous, checkpoint) = match &plan.graph[n] {
             Node::Checkpoint(label) => (label.clone(), false, true),
+            Node::Step(i) => (step_label(&plan.steps[*i]), false, true),
             Node::Change(i) => {
                 let change = &plan.changes[*i];
                 let machine = change.machine();

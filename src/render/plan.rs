@@ -6,8 +6,10 @@
 
 use std::fmt::Write as _;
 
+use lifeboat_engine::model::human_duration;
 use lifeboat_engine::planner::output::{PlanOutput, PlanSummary, gib};
-use lifeboat_engine::planner::{Action, PlannedChange};
+use lifeboat_engine::planner::{Action, PlannedChange, PlannedStep};
+use lifeboat_engine::schedule::{Fit, Schedule, human_offset};
 use lifeboat_engine::state::drift::Drift;
 
 use super::plural;
@@ -168,11 +170,16 @@ pub fn render_human(output: &PlanOutput, colour: bool) -> String {
         }
     };
     let mut out = String::new();
-    if output.changes.is_empty() {
+    if output.changes.is_empty() && output.steps.is_empty() {
         let _ = writeln!(
             out,
             "No changes. Every machine is at the goal `{}` or left alone for a reason shown below.",
             output.goal
+        );
+    } else if output.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "No changes to machines; steps between boot groups remain (below)."
         );
     } else {
         let _ = writeln!(
@@ -226,8 +233,129 @@ pub fn render_human(output: &PlanOutput, colour: bool) -> String {
             let _ = writeln!(out, "  {:<32} {}", machine.address, machine.reason);
         }
     }
+    out.push_str(&steps_human(&output.steps));
+    if let Some(schedule) = &output.schedule {
+        out.push_str(&schedule_human(schedule));
+    }
     out.push_str(&master_target_lines(output));
     let _ = writeln!(out, "\n{}", summary_line(&output.summary));
+    out
+}
+
+/// Critical-path entries shown before the rest are counted.
+const PATH_SHOWN: usize = 8;
+
+fn step_timeout(step: &PlannedStep) -> String {
+    step.timeout()
+        .map(|t| format!("timeout {}", human_duration(t)))
+        .unwrap_or_else(|| "waits for `lifeboat approve`".to_string())
+}
+
+/// The steps `apply` will run between boot groups: what each does, and when it gives up.
+fn steps_human(steps: &[PlannedStep]) -> String {
+    if steps.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nSteps between boot groups ({}), run by `apply` only:\n",
+        steps.len()
+    );
+    for step in steps {
+        let _ = writeln!(
+            out,
+            "  {:<34} {} ({}, on failure: {})",
+            step.id,
+            step.action.describe(),
+            step_timeout(step),
+            step.on_failure.as_str()
+        );
+    }
+    out
+}
+
+/// One line on whether the failback fits the window.
+pub fn fit_line(schedule: &Schedule) -> String {
+    let close = schedule.window_end_s.map(human_offset).unwrap_or_default();
+    let end = schedule.end_s.map(human_offset).unwrap_or_default();
+    match schedule.fit {
+        Fit::NoWindow => {
+            "no maintenance window: failback and commit may run at any time".to_string()
+        }
+        Fit::Unknown => format!(
+            "cannot tell whether failback and commit fit the window (closes at {close}): the provider has no estimate for {} ({})",
+            plural(schedule.unknown_count, "change"),
+            schedule
+                .unknown
+                .iter()
+                .take(3)
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+                + if schedule.unknown_count > 3 {
+                    ", …"
+                } else {
+                    ""
+                }
+        ),
+        Fit::Fits if schedule.end_s.is_none() => {
+            "nothing in this plan needs the window (no failback, commit or step)".to_string()
+        }
+        Fit::Fits => format!("fits the window: ends at {end}, the window closes at {close}"),
+        Fit::Tight => format!("tight: ends at {end}, the window closes at {close}"),
+        Fit::Overruns => format!("does not fit: ends at {end}, the window closes at {close}"),
+    }
+}
+
+fn origin_words(schedule: &Schedule) -> String {
+    if schedule.origin_is == "window" {
+        format!(
+            "relative to the maintenance window's start, {}",
+            schedule.origin
+        )
+    } else {
+        format!("relative to now, {}", schedule.origin)
+    }
+}
+
+fn schedule_human(schedule: &Schedule) -> String {
+    let mut out = format!(
+        "\nSchedule ({}; {} at a time):\n",
+        origin_words(schedule),
+        schedule.parallelism
+    );
+    for group in &schedule.boot_groups {
+        let when = match (group.start_s, group.end_s) {
+            (Some(start), Some(end)) => format!("{} → {}", human_offset(start), human_offset(end)),
+            _ => "unknown (no estimate)".to_string(),
+        };
+        let _ = writeln!(out, "  {:<24} {when}", group.name);
+    }
+    if !schedule.critical_path.is_empty() {
+        let shown: Vec<&str> = schedule
+            .critical_path
+            .iter()
+            .take(PATH_SHOWN)
+            .map(String::as_str)
+            .collect();
+        let more = schedule.critical_path.len().saturating_sub(PATH_SHOWN);
+        let _ = writeln!(
+            out,
+            "  critical path: {}{}",
+            shown.join(" → "),
+            if more > 0 {
+                format!(" → … ({more} more)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let _ = writeln!(out, "  {}", fit_line(schedule));
+    if schedule.steps_counted > 0 {
+        let _ = writeln!(
+            out,
+            "  steps are counted as taking no time (up to their timeouts; a manual gate as long as a person takes)"
+        );
+    }
     out
 }
 
@@ -322,6 +450,53 @@ pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
         plural(summary.full_resync_changes, "change"),
         gib(summary.max_transfer_gib)
     );
+    if let Some(schedule) = &output.schedule {
+        let _ = writeln!(
+            head,
+            "**Schedule** ({}): {}\n",
+            origin_words(schedule),
+            escape(&fit_line(schedule))
+        );
+        if !schedule.boot_groups.is_empty() {
+            head.push_str("| boot group | start | end |\n|---|---|---|\n");
+            for group in schedule.boot_groups.iter().take(50) {
+                let at = |t: Option<i64>| t.map_or_else(|| "unknown".to_string(), human_offset);
+                let _ = writeln!(
+                    head,
+                    "| `{}` | {} | {} |",
+                    escape(&group.name),
+                    at(group.start_s),
+                    at(group.end_s)
+                );
+            }
+            head.push('\n');
+        }
+    }
+    if !output.steps.is_empty() {
+        let _ = writeln!(
+            head,
+            "**Steps `apply` runs between boot groups ({}):**\n\n| step | does | limit | on failure |\n|---|---|---|---|",
+            output.steps.len()
+        );
+        for step in output.steps.iter().take(50) {
+            let _ = writeln!(
+                head,
+                "| `{}` | {} | {} | {} |",
+                escape(&step.id),
+                escape(&step.action.describe()),
+                escape(&step_timeout(step)),
+                step.on_failure.as_str()
+            );
+        }
+        if output.steps.len() > 50 {
+            let _ = writeln!(
+                head,
+                "\n_{} more steps not shown._",
+                output.steps.len() - 50
+            );
+        }
+        head.push('\n');
+    }
     let errors = output
         .diagnostics
         .iter()
@@ -346,7 +521,11 @@ pub fn render_markdown(output: &PlanOutput, plan_name: &str) -> String {
         head.push('\n');
     }
     if output.changes.is_empty() {
-        head.push_str("No changes.\n");
+        head.push_str(if output.steps.is_empty() {
+            "No changes.\n"
+        } else {
+            "No changes; only the steps above.\n"
+        });
         return head;
     }
 

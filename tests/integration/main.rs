@@ -7,6 +7,7 @@ mod diff;
 mod example;
 mod examples;
 mod malformed;
+mod night;
 mod plan;
 mod plugin;
 mod preflight;

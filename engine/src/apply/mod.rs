@@ -11,6 +11,12 @@
 //! recorded it durably, before the operation is sent, and is told the outcome after. The
 //! executor chooses every operation id, so a journal that recorded one can ask the provider
 //! about it after a crash (providers' `run` is idempotent by id).
+//!
+//! The failback night ([`window`]): reprotects run at once; failbacks and commits wait for
+//! the maintenance window to open (or, with `no_wait`, are left for a later apply); a boot
+//! group whose estimated end passes the window's end is not started. Steps between boot
+//! groups are nodes too: checks and commands through a [`StepRunner`], manual gates through
+//! the journal (a gate not yet approved pauses its branch of the DAG).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -26,8 +32,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::diagnostic::codes;
-use crate::planner::{Action, ExecutionPlan, Node, PlannedChange};
+use crate::planner::{
+    Action, Edge, ExecutionPlan, Graph, Node, PlannedChange, PlannedStep, StepAction,
+};
 use crate::provider::{OperationId, OperationOutcome, OperationRequest, Provider, ProviderError};
+
+pub mod window;
+
+pub use window::{Clock, GroupGate};
 
 /// How long and how often to retry transient errors.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +68,15 @@ pub struct ApplyOptions {
     pub retry: RetryPolicy,
     /// Failback and commit run only inside this window.
     pub window: Option<(jiff::Timestamp, jiff::Timestamp)>,
+    /// Do not wait for the window to open: leave failbacks and commits for a later apply.
+    pub no_wait: bool,
+    /// How often a wait for the window reports itself ([`Event::WindowWait`]).
+    pub wait_report_every: Duration,
+    /// The boot groups, their failbacks and their estimated durations: a group is not
+    /// started when its estimated end passes the window's end.
+    pub groups: Vec<GroupGate>,
+    /// Runs `tcp`, `http` and `command` steps; without one, such steps fail.
+    pub steps: Option<Arc<dyn StepRunner>>,
 }
 
 impl Default for ApplyOptions {
@@ -64,8 +85,42 @@ impl Default for ApplyOptions {
             parallelism: 10,
             retry: RetryPolicy::default(),
             window: None,
+            no_wait: false,
+            wait_report_every: Duration::from_secs(60),
+            groups: Vec::new(),
+            steps: None,
         }
     }
+}
+
+/// Carries out the `tcp`, `http` and `command` steps (manual gates are the journal's).
+#[async_trait::async_trait]
+pub trait StepRunner: Send + Sync + std::fmt::Debug {
+    /// Runs the step to its end (passed, failed, or timed out); `output` receives what a
+    /// command prints, line by line.
+    async fn run(
+        &self,
+        step: &PlannedStep,
+        output: &(dyn Fn(StepOutput) + Send + Sync),
+    ) -> Result<(), ProviderError>;
+}
+
+/// A line a command step printed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepOutput {
+    pub step: String,
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    pub line: String,
+}
+
+/// Whether a manual gate has been passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// `lifeboat approve` recorded it: by whom and when.
+    Approved { by: String, at: String },
+    /// Nobody has approved it yet.
+    Waiting,
 }
 
 /// What happened, as it happens; the CLI turns these into progress lines or JSON events.
@@ -95,6 +150,30 @@ pub enum Event {
         change: String,
         because: String,
     },
+    /// A failure in a boot group with `on_failure: continue`: later groups proceed.
+    Continuing {
+        change: String,
+    },
+    /// Failbacks and commits wait for the maintenance window; repeated every
+    /// `wait_report_every` while it lasts.
+    WindowWait {
+        opens_at: String,
+        seconds_left: u64,
+        waiting: usize,
+    },
+    /// Not started: the window has not opened and the apply does not wait (`--no-wait`), or
+    /// its boot group would end after the window closes.
+    Held {
+        change: String,
+        because: String,
+    },
+    /// A manual gate stopped its branch: approve it, then apply again.
+    Paused {
+        step: String,
+        message: String,
+    },
+    /// A command step's output, line by line.
+    StepOutput(StepOutput),
 }
 
 /// The executor's hooks around each provider call: a last check, then the durable
@@ -121,6 +200,18 @@ pub trait Journal: Send + Sync {
         operation: &OperationId,
         outcome: &Result<OperationOutcome, ProviderError>,
     ) -> Result<(), JournalError>;
+
+    /// Whether the manual gate `step` was approved; when it was not, the journal records
+    /// that the apply is waiting at it (so `lifeboat approve` can find it). The default:
+    /// nobody approves.
+    async fn gate(&self, _step: &PlannedStep) -> Result<Gate, JournalError> {
+        Ok(Gate::Waiting)
+    }
+
+    /// Called when a step passed, so that no later apply runs it again.
+    async fn step_passed(&self, _step: &PlannedStep) -> Result<(), JournalError> {
+        Ok(())
+    }
 }
 
 /// Why a journal could not record an operation; the operation then fails with
@@ -167,24 +258,49 @@ pub struct ApplyReport {
     pub failed: Vec<(String, ProviderError)>,
     /// Changes not run because something they depend on failed: (change, root cause).
     pub skipped: Vec<(String, String)>,
-    /// Changes not started because the apply was interrupted.
+    /// Changes and steps not started: the apply was interrupted, or stopped at a gate or
+    /// before the window.
     pub not_started: Vec<String>,
+    /// Failures in boot groups with `on_failure: continue` (also in `failed`): later groups
+    /// went on.
+    pub continued: Vec<String>,
+    /// Changes left for a later apply, and why: the window had not opened (`--no-wait`), or
+    /// their boot group would have ended after it closed.
+    pub held: Vec<(String, String)>,
+    /// Manual gates waiting for `lifeboat approve`: (step, its message).
+    pub paused: Vec<(String, String)>,
     pub elapsed: Duration,
 }
 
 impl ApplyReport {
     pub fn is_success(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty() && self.not_started.is_empty()
+        self.failed.is_empty()
+            && self.skipped.is_empty()
+            && self.not_started.is_empty()
+            && self.held.is_empty()
+            && self.paused.is_empty()
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Waiting,
+    /// A failback or commit ready to start, waiting for the window to open.
+    Deferred,
     Running,
     Done,
     Failed,
     Skipped,
+    /// Left for a later apply (`--no-wait`, a group that would overrun, a gate).
+    Held,
+}
+
+/// How one node ended.
+enum Ended {
+    Done,
+    Failed(ProviderError),
+    /// A manual gate nobody approved yet.
+    Paused(String),
 }
 
 /// Carries the plan out. `interrupted` is checked before each start: once it is true no new
@@ -198,56 +314,67 @@ pub async fn execute(
     interrupted: &(dyn Fn() -> bool + Send + Sync),
 ) -> ApplyReport {
     let started = Instant::now();
+    let clock = Clock::start();
     let graph = &plan.graph;
-    let mut waiting_on: Vec<usize> = graph
-        .node_indices()
-        .map(|n| graph.neighbors_directed(n, petgraph::Incoming).count())
-        .collect();
-    let mut status = vec![Status::Waiting; graph.node_count()];
-    // Ready nodes: checkpoints first (they cost nothing and release work), then the change
-    // with the longest chain of changes still behind it, so the critical path starts as early
-    // as parallelism allows; ties go the way the plan lists the changes.
-    let rank = remaining_chain(graph);
-    let order = |n: NodeIndex| match graph[n] {
-        Node::Checkpoint(_) => (0, 0),
-        Node::Change(i) => (usize::MAX - rank[n.index()], i + 1),
+    let mut run = Run {
+        plan,
+        waiting_on: graph
+            .node_indices()
+            .map(|n| graph.neighbors_directed(n, petgraph::Incoming).count())
+            .collect(),
+        status: vec![Status::Waiting; graph.node_count()],
+        rank: remaining_chain(graph),
+        ready: BinaryHeap::new(),
+        report: ApplyReport::default(),
+        on_event: on_event.clone(),
     };
-    let mut ready: BinaryHeap<Reverse<((usize, usize), usize)>> = graph
-        .node_indices()
-        .filter(|&n| waiting_on[n.index()] == 0)
-        .map(|n| Reverse((order(n), n.index())))
-        .collect();
-    let mut running: JoinSet<(NodeIndex, Result<(), ProviderError>)> = JoinSet::new();
-    // Which change each task runs, so that a task that panics is that change's failure.
+    for n in graph.node_indices() {
+        if run.waiting_on[n.index()] == 0 {
+            run.push_ready(n);
+        }
+    }
+    let mut gates = window::Gates::new(plan, options);
+    let mut deferred: Vec<NodeIndex> = Vec::new();
+    let mut next_report = Instant::now();
+    let mut running: JoinSet<(NodeIndex, Ended)> = JoinSet::new();
+    // Which node each task runs, so that a task that panics is that node's failure.
     let mut tasks: HashMap<tokio::task::Id, NodeIndex> = HashMap::new();
-    let mut report = ApplyReport::default();
     let parallelism = match provider.max_concurrency() {
         Some(limit) => options.parallelism.min(limit),
         None => options.parallelism,
     }
     .max(1);
-    let id_of = |n: NodeIndex| match &graph[n] {
-        Node::Change(i) => plan.changes[*i].id.clone(),
-        Node::Checkpoint(label) => label.clone(),
-    };
 
     loop {
         while running.len() < parallelism && !interrupted() {
-            let Some(Reverse((_, n))) = ready.pop() else {
+            let Some(Reverse((_, n))) = run.ready.pop() else {
                 break;
             };
             let n = NodeIndex::new(n);
-            if status[n.index()] != Status::Waiting {
+            if run.status[n.index()] != Status::Waiting {
                 continue;
             }
             match &graph[n] {
                 Node::Checkpoint(_) => {
-                    status[n.index()] = Status::Done;
-                    release(graph, n, &mut waiting_on, &status, &mut ready, order);
+                    run.status[n.index()] = Status::Done;
+                    run.release(n);
                 }
                 Node::Change(i) => {
-                    status[n.index()] = Status::Running;
-                    let change = plan.changes[*i].clone();
+                    let change = &plan.changes[*i];
+                    match gates.admit(change, clock.now()) {
+                        window::Admit::Start => {}
+                        window::Admit::Defer => {
+                            run.status[n.index()] = Status::Deferred;
+                            deferred.push(n);
+                            continue;
+                        }
+                        window::Admit::Hold(because) => {
+                            run.hold(n, because);
+                            continue;
+                        }
+                    }
+                    run.status[n.index()] = Status::Running;
+                    let change = change.clone();
                     let provider = provider.clone();
                     let journal = journal.clone();
                     let options = options.clone();
@@ -268,24 +395,102 @@ pub async fn execute(
                             provider.as_ref(),
                             journal.as_ref(),
                             &options,
+                            clock,
                             on_event.as_ref(),
                         )
                         .await;
-                        (n, result)
+                        (n, result.map_or_else(Ended::Failed, |()| Ended::Done))
+                    });
+                    tasks.insert(task.id(), n);
+                }
+                Node::Step(i) => {
+                    run.status[n.index()] = Status::Running;
+                    let step = plan.steps[*i].clone();
+                    let journal = journal.clone();
+                    let runner = options.steps.clone();
+                    on_event(Event::Started {
+                        change: step.id.clone(),
+                        operation: format!("step {}", step.action.kind().as_str()),
+                    });
+                    let on_event = on_event.clone();
+                    let task = running.spawn(async move {
+                        let ended = run_step(
+                            &step,
+                            journal.as_ref(),
+                            runner.as_deref(),
+                            on_event.as_ref(),
+                        )
+                        .await;
+                        (n, ended)
                     });
                     tasks.insert(task.id(), n);
                 }
             }
         }
-        let Some(joined) = running.join_next_with_id().await else {
+
+        // Failbacks and commits that wait for the window: released when it opens; with
+        // `no_wait`, or once interrupted, left for a later apply.
+        if !deferred.is_empty() {
+            if options.no_wait {
+                for n in std::mem::take(&mut deferred) {
+                    run.status[n.index()] = Status::Waiting;
+                    run.hold(n, gates.not_open_reason());
+                }
+                continue;
+            }
+            if gates.is_open(clock.now()) {
+                for n in std::mem::take(&mut deferred) {
+                    run.status[n.index()] = Status::Waiting;
+                    run.push_ready(n);
+                }
+                continue;
+            }
+            if interrupted() && running.is_empty() {
+                for n in std::mem::take(&mut deferred) {
+                    run.status[n.index()] = Status::Waiting;
+                }
+                break;
+            }
+            if Instant::now() >= next_report {
+                let left = gates.until_open(clock.now());
+                on_event(Event::WindowWait {
+                    opens_at: gates.opens_at(),
+                    seconds_left: left.as_secs(),
+                    waiting: deferred.len(),
+                });
+                next_report =
+                    Instant::now() + options.wait_report_every.max(Duration::from_millis(10));
+            }
+        }
+        // What to wait for: a task to end, or (while something waits for the window) the
+        // window to open, the next report, or a look at Ctrl-C.
+        let wake = (!deferred.is_empty()).then(|| {
+            gates
+                .until_open(clock.now())
+                .min(next_report.saturating_duration_since(Instant::now()))
+                .min(Duration::from_millis(500))
+        });
+        let joined = match (running.is_empty(), wake) {
+            (true, None) => break,
+            (true, Some(wake)) => {
+                tokio::time::sleep(wake).await;
+                continue;
+            }
+            (false, None) => running.join_next_with_id().await,
+            (false, Some(wake)) => tokio::select! {
+                joined = running.join_next_with_id() => joined,
+                () = tokio::time::sleep(wake) => continue,
+            },
+        };
+        let Some(joined) = joined else {
             break;
         };
-        let (n, result) = match joined {
+        let (n, ended) = match joined {
             Ok((task, done)) => {
                 tasks.remove(&task);
                 done
             }
-            // A panicking task is a bug in lifeboat or the provider. It is its change's
+            // A panicking task is a bug in lifeboat or the provider. It is its node's
             // failure (a root cause, skipping what depends on it), not the end of the apply:
             // independent branches finish, and what it recorded as pending is reconciled by
             // the next run.
@@ -298,87 +503,173 @@ pub async fn execute(
                 } else {
                     "was cancelled"
                 };
-                let message = format!("the task that ran `{}` {why}: {error}", id_of(n));
+                let message = format!(
+                    "the task that ran `{}` {why}: {error}",
+                    plan.node_id(&graph[n])
+                );
                 (
                     n,
-                    Err(ProviderError::permanent(
+                    Ended::Failed(ProviderError::permanent(
                         Some(codes::APPLY_TASK_PANICKED.to_string()),
                         message,
                     )),
                 )
             }
         };
-        let id = id_of(n);
-        match result {
-            Ok(()) => {
-                status[n.index()] = Status::Done;
+        let id = plan.node_id(&graph[n]).to_string();
+        match ended {
+            Ended::Done => {
+                run.status[n.index()] = Status::Done;
                 on_event(Event::Succeeded {
                     change: id.clone(),
                     elapsed_ms: started.elapsed().as_millis() as u64,
                 });
-                report.succeeded.push(id);
-                release(graph, n, &mut waiting_on, &status, &mut ready, order);
+                run.report.succeeded.push(id);
+                run.release(n);
             }
-            Err(error) => {
-                status[n.index()] = Status::Failed;
+            Ended::Paused(message) => {
+                run.status[n.index()] = Status::Held;
+                on_event(Event::Paused {
+                    step: id.clone(),
+                    message: message.clone(),
+                });
+                run.report.paused.push((id, message));
+            }
+            Ended::Failed(error) => {
+                run.status[n.index()] = Status::Failed;
                 on_event(Event::Failed {
                     change: id.clone(),
                     code: error.code.clone(),
                     message: error.message.clone(),
                 });
-                for skipped in descendants(graph, n) {
-                    if status[skipped.index()] == Status::Waiting {
-                        status[skipped.index()] = Status::Skipped;
-                        if let Node::Change(_) = graph[skipped] {
-                            let skipped_id = id_of(skipped);
-                            on_event(Event::Skipped {
-                                change: skipped_id.clone(),
-                                because: id.clone(),
-                            });
-                            report.skipped.push((skipped_id, id.clone()));
-                        }
-                    }
-                }
-                report.failed.push((id, error));
+                run.report.failed.push((id.clone(), error));
+                run.fail(n, &id);
             }
         }
     }
     for n in graph.node_indices() {
-        if status[n.index()] == Status::Waiting && matches!(graph[n], Node::Change(_)) {
-            report.not_started.push(id_of(n));
+        if matches!(run.status[n.index()], Status::Waiting | Status::Deferred)
+            && !matches!(graph[n], Node::Checkpoint(_))
+        {
+            run.report
+                .not_started
+                .push(plan.node_id(&graph[n]).to_string());
         }
     }
-    report.elapsed = started.elapsed();
-    report
+    run.report.elapsed = started.elapsed();
+    run.report
 }
 
-/// Marks `n`'s successors as one dependency closer, queueing those with none left.
-fn release(
-    graph: &petgraph::graph::DiGraph<Node, ()>,
-    n: NodeIndex,
-    waiting_on: &mut [usize],
-    status: &[Status],
-    ready: &mut BinaryHeap<Reverse<((usize, usize), usize)>>,
-    order: impl Fn(NodeIndex) -> (usize, usize),
-) {
-    for edge in graph.edges_directed(n, petgraph::Outgoing) {
-        let next = edge.target();
-        waiting_on[next.index()] -= 1;
-        if waiting_on[next.index()] == 0 && status[next.index()] == Status::Waiting {
-            ready.push(Reverse((order(next), next.index())));
+/// The executor's bookkeeping over the DAG.
+struct Run<'p> {
+    plan: &'p ExecutionPlan,
+    waiting_on: Vec<usize>,
+    status: Vec<Status>,
+    rank: Vec<usize>,
+    // Ready nodes: checkpoints first (they cost nothing and release work), then the node
+    // with the longest chain of work still behind it, so the critical path starts as early
+    // as parallelism allows; ties go the way the plan lists them.
+    ready: BinaryHeap<Reverse<((usize, usize), usize)>>,
+    report: ApplyReport,
+    on_event: Arc<dyn Fn(Event) + Send + Sync>,
+}
+
+impl Run<'_> {
+    fn push_ready(&mut self, n: NodeIndex) {
+        let order = match self.plan.graph[n] {
+            Node::Checkpoint(_) => (0, 0),
+            Node::Change(i) => (usize::MAX - self.rank[n.index()], i + 1),
+            Node::Step(i) => (
+                usize::MAX - self.rank[n.index()],
+                self.plan.changes.len() + i + 1,
+            ),
+        };
+        self.ready.push(Reverse((order, n.index())));
+    }
+
+    /// Marks `n`'s successors as one dependency closer, queueing those with none left.
+    fn release(&mut self, n: NodeIndex) {
+        let graph = &self.plan.graph;
+        let next: Vec<NodeIndex> = graph
+            .edges_directed(n, petgraph::Outgoing)
+            .map(|e| e.target())
+            .collect();
+        for next in next {
+            self.waiting_on[next.index()] -= 1;
+            if self.waiting_on[next.index()] == 0 && self.status[next.index()] == Status::Waiting {
+                self.push_ready(next);
+            }
         }
+    }
+
+    /// What follows a failed (or skipped) node: through [`Edge::Needs`] it is skipped, with
+    /// `cause` as its root cause; through [`Edge::Follows`] (a boot group with `on_failure:
+    /// continue`) it goes on as if the node had passed. Each node is visited once.
+    fn fail(&mut self, n: NodeIndex, cause: &str) {
+        let graph = &self.plan.graph;
+        let mut continued = false;
+        let mut stack = vec![n];
+        while let Some(from) = stack.pop() {
+            let edges: Vec<(NodeIndex, Edge)> = graph
+                .edges_directed(from, petgraph::Outgoing)
+                .map(|e| (e.target(), *e.weight()))
+                .collect();
+            for (next, edge) in edges {
+                if self.status[next.index()] != Status::Waiting {
+                    continue;
+                }
+                match edge {
+                    Edge::Follows => {
+                        continued = true;
+                        self.waiting_on[next.index()] -= 1;
+                        if self.waiting_on[next.index()] == 0 {
+                            self.push_ready(next);
+                        }
+                    }
+                    Edge::Needs => {
+                        self.status[next.index()] = Status::Skipped;
+                        if !matches!(graph[next], Node::Checkpoint(_)) {
+                            let id = self.plan.node_id(&graph[next]).to_string();
+                            (self.on_event)(Event::Skipped {
+                                change: id.clone(),
+                                because: cause.to_string(),
+                            });
+                            self.report.skipped.push((id, cause.to_string()));
+                        }
+                        stack.push(next);
+                    }
+                }
+            }
+        }
+        if continued {
+            (self.on_event)(Event::Continuing {
+                change: cause.to_string(),
+            });
+            self.report.continued.push(cause.to_string());
+        }
+    }
+
+    /// Leaves `n` for a later apply, saying why; what depends on it is not started.
+    fn hold(&mut self, n: NodeIndex, because: String) {
+        self.status[n.index()] = Status::Held;
+        let id = self.plan.node_id(&self.plan.graph[n]).to_string();
+        (self.on_event)(Event::Held {
+            change: id.clone(),
+            because: because.clone(),
+        });
+        self.report.held.push((id, because));
     }
 }
 
-/// For each node, the number of changes on the longest path from it to the end of the DAG
-/// (itself included). Computed once in reverse topological order: O(nodes + edges).
-fn remaining_chain(graph: &petgraph::graph::DiGraph<Node, ()>) -> Vec<usize> {
+/// For each node, the number of changes and steps on the longest path from it to the end of
+/// the DAG (itself included). Computed once in reverse topological order: O(nodes + edges).
+fn remaining_chain(graph: &Graph) -> Vec<usize> {
     let mut rank = vec![0; graph.node_count()];
     // The planner only builds acyclic graphs; an empty order would leave every rank at 0,
     // which still schedules correctly, only less cleverly.
     let order = petgraph::algo::toposort(graph, None).unwrap_or_default();
     for &n in order.iter().rev() {
-        let own = usize::from(matches!(graph[n], Node::Change(_)));
+        let own = usize::from(!matches!(graph[n], Node::Checkpoint(_)));
         let after = graph
             .neighbors_directed(n, petgraph::Outgoing)
             .map(|m| rank[m.index()])
@@ -389,18 +680,39 @@ fn remaining_chain(graph: &petgraph::graph::DiGraph<Node, ()>) -> Vec<usize> {
     rank
 }
 
-fn descendants(graph: &petgraph::graph::DiGraph<Node, ()>, n: NodeIndex) -> Vec<NodeIndex> {
-    let mut seen = vec![false; graph.node_count()];
-    let mut stack: Vec<NodeIndex> = graph.neighbors_directed(n, petgraph::Outgoing).collect();
-    let mut out = Vec::new();
-    while let Some(next) = stack.pop() {
-        if std::mem::replace(&mut seen[next.index()], true) {
-            continue;
-        }
-        out.push(next);
-        stack.extend(graph.neighbors_directed(next, petgraph::Outgoing));
+/// One step: a manual gate through the journal, a check or command through the runner, and
+/// the record that it passed.
+async fn run_step(
+    step: &PlannedStep,
+    journal: &dyn Journal,
+    runner: Option<&dyn StepRunner>,
+    on_event: &(dyn Fn(Event) + Send + Sync),
+) -> Ended {
+    let outcome = match &step.action {
+        StepAction::Manual { message } => match journal.gate(step).await {
+            Ok(Gate::Approved { .. }) => Ok(()),
+            Ok(Gate::Waiting) => return Ended::Paused(message.clone()),
+            Err(error) => Err(journal_error(error)),
+        },
+        _ => match runner {
+            Some(runner) => {
+                runner
+                    .run(step, &|line| on_event(Event::StepOutput(line)))
+                    .await
+            }
+            None => Err(ProviderError::permanent(
+                Some(codes::STEP_FAILED.to_string()),
+                format!("`{}` cannot run: this apply has no step runner", step.id),
+            )),
+        },
+    };
+    match outcome {
+        Ok(()) => match journal.step_passed(step).await {
+            Ok(()) => Ended::Done,
+            Err(error) => Ended::Failed(journal_error(error)),
+        },
+        Err(error) => Ended::Failed(error),
     }
-    out
 }
 
 /// One change: the checks only the executor can make, the write-ahead record, the provider
@@ -411,12 +723,13 @@ async fn run_one(
     provider: &dyn Provider,
     journal: &dyn Journal,
     options: &ApplyOptions,
+    clock: Clock,
     on_event: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<(), ProviderError> {
     if matches!(change.action, Action::Failback | Action::Commit)
         && let Some((start, end)) = options.window
     {
-        let now = jiff::Timestamp::now();
+        let now = clock.now();
         if now < start || now >= end {
             return Err(ProviderError::permanent(
                 Some(crate::diagnostic::codes::PREFLIGHT_MAINTENANCE_WINDOW.to_string()),

@@ -5,6 +5,7 @@
 //! rejected both by the loader (`deny_unknown_fields`) and by editors using the schema.
 
 mod named_map;
+mod steps;
 mod timestamp;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use named_map::NamedMap;
+pub use steps::{HttpCheck, OnFailure, Step, StepKind, StepTimeout, human_duration};
 pub use timestamp::Timestamp;
 
 use crate::span::Spanned;
@@ -284,6 +286,11 @@ pub struct Site {
     /// `goal` is `protected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<Spanned<Home>>,
+    /// The usable bandwidth between Azure and the site, in gigabits per second: with the
+    /// machines' `disks_gib`, it lets a provider that cannot time its operations itself
+    /// (`azure`) estimate how long a reprotect takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_gbps: Option<Spanned<f64>>,
 }
 
 fn default_failback_policy() -> Spanned<String> {
@@ -430,6 +437,25 @@ pub struct ReplicationGroup {
 pub struct BootGroup {
     pub name: Spanned<String>,
     pub machines: Spanned<Vec<Spanned<String>>>,
+    /// Steps that run, in order, before the group's first failback starts (after the
+    /// previous group and its `after` steps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<Spanned<Step>>,
+    /// Steps that run, in order, when every machine of the group has failed back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Spanned<Step>>,
+    /// `stop` (default): a failed failback or step stops every later group; `continue`:
+    /// later groups proceed and the failure is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Spanned<OnFailure>>,
+}
+
+impl BootGroup {
+    pub fn on_failure(&self) -> OnFailure {
+        self.on_failure
+            .as_ref()
+            .map_or_else(OnFailure::default, |o| o.value)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -57,7 +57,9 @@ pub fn plan(
         now,
     ));
     let released = state.released(plan.machines.names());
-    let mut execution = planner::build(plan, validation, facts, &released)?;
+    // A step the state records as passed (in the same form) is not planned again.
+    let done = |id: &str, digest: &str| state.steps.get(id).is_some_and(|r| r.passed(digest));
+    let mut execution = planner::build_with_steps_done(plan, validation, facts, &released, &done)?;
     if !targets.is_empty() {
         execution = execution.restrict(&selected);
         diagnostics.push(targeted_warning(targets, &selected));
@@ -99,6 +101,7 @@ pub fn refresh_only(
         execution: ExecutionPlan {
             goal: plan.goal(),
             changes: Vec::new(),
+            steps: Vec::new(),
             graph: Default::default(),
             untouched: Vec::new(),
         },
@@ -135,4 +138,47 @@ fn targeted_warning(addresses: &[String], machines: &HashSet<String>) -> Diagnos
         ),
     )
     .with_help("use `--target` to recover from a problem, not routinely: the rest of the estate is not planned")
+}
+
+/// The expected schedule of `execution` (estimates from the provider) and what it says about
+/// the maintenance window (`preflight::maintenance-window`: a boot group that would overrun
+/// it is an error, a tight fit a warning).
+pub async fn schedule(
+    plan: &Plan,
+    execution: &ExecutionPlan,
+    provider: &dyn crate::provider::Provider,
+    now: Timestamp,
+    parallelism: usize,
+) -> Result<(crate::schedule::Schedule, Vec<Diagnostic>), crate::provider::ProviderError> {
+    let request = crate::provider::EstimateRequest {
+        link_gbps: plan.site.value.link_gbps.as_ref().map(|l| l.value),
+        operations: execution
+            .changes
+            .iter()
+            .filter_map(|change| {
+                Some(crate::provider::EstimateOperation {
+                    machine: change.machine().to_string(),
+                    kind: change.action.operation()?,
+                    transfer_gib: change.risk.max_transfer_gib,
+                })
+            })
+            .collect(),
+    };
+    let estimates = provider.estimate(&request).await?;
+    // One duration per change; a release takes no time (no provider call).
+    let mut answers = estimates.into_iter();
+    let durations: Vec<Option<std::time::Duration>> = execution
+        .changes
+        .iter()
+        .map(|change| match change.action.operation() {
+            Some(_) => answers.next().flatten(),
+            None => Some(std::time::Duration::ZERO),
+        })
+        .collect();
+    let parallelism = provider
+        .max_concurrency()
+        .map_or(parallelism, |limit| parallelism.min(limit));
+    let schedule = crate::schedule::build(plan, execution, &durations, now.0, parallelism);
+    let diagnostics = crate::schedule::fit_diagnostics(plan, &schedule, now.0);
+    Ok((schedule, diagnostics))
 }

@@ -10,11 +10,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::apply::{Journal, JournalError};
+use crate::apply::{Gate, Journal, JournalError};
 use crate::assign::Assignment;
 use crate::diagnostic::Diagnostic;
 use crate::model::{Plan, Timestamp};
-use crate::planner::{Action, PlannedChange};
+use crate::planner::{Action, PlannedChange, PlannedStep};
 use crate::preflight;
 use crate::provider::{OperationId, OperationOutcome, Provider, ProviderError, Stage};
 use crate::state::{PendingOperation, State, StateBackend, StateError};
@@ -44,6 +44,14 @@ struct Current {
     state: State,
     version: u64,
     dirty: BTreeSet<String>,
+    /// Steps changed since the last record.
+    dirty_steps: BTreeSet<String>,
+}
+
+/// What a change to the state touches, for the next record.
+enum Touches<'a> {
+    Machine(&'a str),
+    Step(&'a str),
 }
 
 /// The version and serial of the state as the records on disk have it.
@@ -69,6 +77,7 @@ impl StateJournal {
                 state,
                 version: 0,
                 dirty: BTreeSet::new(),
+                dirty_steps: BTreeSet::new(),
             }),
             written: tokio::sync::Mutex::new(Written {
                 version: 0,
@@ -93,13 +102,34 @@ impl StateJournal {
         machine: &str,
         change: impl FnOnce(&mut State) -> Result<bool, StateError>,
     ) -> Result<(), StateError> {
+        self.record(Touches::Machine(machine), change).await
+    }
+
+    /// Changes step `id` of the state, and returns once a record that contains the change
+    /// is on disk.
+    pub async fn update_step(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut State) -> Result<bool, StateError>,
+    ) -> Result<(), StateError> {
+        self.record(Touches::Step(id), change).await
+    }
+
+    async fn record(
+        &self,
+        touches: Touches<'_>,
+        change: impl FnOnce(&mut State) -> Result<bool, StateError>,
+    ) -> Result<(), StateError> {
         let mine = {
             let mut current = self.current();
             if !change(&mut current.state)? {
                 return Ok(());
             }
             current.version += 1;
-            current.dirty.insert(machine.to_string());
+            match touches {
+                Touches::Machine(machine) => current.dirty.insert(machine.to_string()),
+                Touches::Step(id) => current.dirty_steps.insert(id.to_string()),
+            };
             current.version
         };
         let mut written = self.written.lock().await;
@@ -107,15 +137,19 @@ impl StateJournal {
             // Another task's record, made while this one waited, already holds the change.
             return Ok(());
         }
-        let (delta, version, dirty) = {
+        let (delta, version, dirty, dirty_steps) = {
             let mut current = self.current();
             let dirty = std::mem::take(&mut current.dirty);
+            let dirty_steps = std::mem::take(&mut current.dirty_steps);
             (
-                current
-                    .state
-                    .delta(written.serial, dirty.iter().map(String::as_str)),
+                current.state.delta_with_steps(
+                    written.serial,
+                    dirty.iter().map(String::as_str),
+                    dirty_steps.iter().map(String::as_str),
+                ),
                 current.version,
                 dirty,
+                dirty_steps,
             )
         };
         let backend = self.backend.clone();
@@ -128,8 +162,10 @@ impl StateJournal {
                 })
             });
         if let Err(error) = appended {
-            // Not on disk: the next record must carry these machines again.
-            self.current().dirty.extend(dirty);
+            // Not on disk: the next record must carry these machines and steps again.
+            let mut current = self.current();
+            current.dirty.extend(dirty);
+            current.dirty_steps.extend(dirty_steps);
             return Err(error);
         }
         written.version = version;
@@ -159,6 +195,44 @@ impl StateJournal {
 
 #[async_trait::async_trait]
 impl Journal for StateJournal {
+    async fn gate(&self, step: &PlannedStep) -> Result<Gate, JournalError> {
+        let approved = self
+            .current()
+            .state
+            .gate_approval(&step.id, &step.digest)
+            .map(|(by, at)| Gate::Approved {
+                by: by.to_string(),
+                at: at.to_string(),
+            });
+        if let Some(approved) = approved {
+            return Ok(approved);
+        }
+        let message = match &step.action {
+            crate::planner::StepAction::Manual { message } => message.clone(),
+            other => other.describe(),
+        };
+        self.update_step(&step.id, |state| {
+            Ok(state.request_gate(
+                &step.id,
+                &step.digest,
+                &step.boot_group,
+                &message,
+                Timestamp(jiff::Timestamp::now()),
+            ))
+        })
+        .await
+        .map_err(|e| JournalError::new(e.to_string()))?;
+        Ok(Gate::Waiting)
+    }
+
+    async fn step_passed(&self, step: &PlannedStep) -> Result<(), JournalError> {
+        self.update_step(&step.id, |state| {
+            Ok(state.step_passed(&step.id, &step.digest, Timestamp(jiff::Timestamp::now())))
+        })
+        .await
+        .map_err(|e| JournalError::new(e.to_string()))
+    }
+
     async fn check(&self, change: &PlannedChange) -> Result<(), ProviderError> {
         match &self.recheck {
             Some(recheck) => recheck.check(change).await,

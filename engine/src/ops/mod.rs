@@ -12,6 +12,7 @@
 //!
 //! - [`check`]: `validate`: the plan's rules and where the files it names may be.
 
+pub mod approve;
 pub mod assemble;
 pub mod check;
 pub mod journal;
@@ -20,8 +21,9 @@ pub mod reconcile;
 pub mod run;
 pub mod session;
 
+pub use approve::{ApproveError, Approved, approve};
 pub use assemble::{
-    CycleError, PlanError, Planned, TargetError, graph, plan, refresh_only, same_changes,
+    CycleError, PlanError, Planned, TargetError, graph, plan, refresh_only, same_changes, schedule,
 };
 pub use check::validate;
 pub use journal::{Recheck, StateJournal};

@@ -24,6 +24,9 @@ pub struct ApplyInput {
     pub state: State,
     pub provider: Arc<dyn Provider>,
     pub options: ApplyOptions,
+    /// The plan's directory: where `command` steps run and what their programs are
+    /// relative to.
+    pub plan_dir: std::path::PathBuf,
 }
 
 /// Why an apply could not be recorded to its end (the operations' own failures are in the
@@ -63,11 +66,19 @@ pub async fn apply(
         stages,
         Some(recheck),
     ));
+    let mut options = input.options;
+    if options.steps.is_none() {
+        options.steps = Some(Arc::new(crate::steps::Runner {
+            plan_dir: input.plan_dir,
+            // This apply's id, for the commands' `LIFEBOAT_RUN_ID`.
+            run_id: uuid::Uuid::new_v4().to_string(),
+        }));
+    }
     let report = apply::execute(
         execution,
         input.provider.clone(),
         journal.clone(),
-        &input.options,
+        &options,
         on_event,
         interrupted,
     )

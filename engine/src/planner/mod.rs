@@ -13,13 +13,20 @@
 //! - a replication group's failbacks wait for every member's reprotect (one checkpoint node
 //!   per group, not an edge per pair of members);
 //! - boot groups fail back one after another (one checkpoint per boot group);
-//! - `depends_on` orders failbacks machine by machine.
+//! - `depends_on` orders failbacks machine by machine;
+//! - a boot group's `before` steps run, in order, before its failbacks, and its `after`
+//!   steps when they are done; the next group starts after them ([`steps`]).
+//!
+//! An edge is [`Edge::Needs`] (a failure before it skips what follows) except the edges that
+//! carry the boot order out of a group with `on_failure: continue`, which are
+//! [`Edge::Follows`]: a failure there is reported, and later groups proceed.
 //!
 //! Every step is linear in machines plus edges written in the file. The change list is in a
 //! deterministic topological order (ties by plan order), so the same inputs always print the
 //! same plan.
 
 pub mod output;
+pub mod steps;
 
 use crate::address::{Address, AddressError, TARGET_KINDS};
 use std::cmp::Reverse;
@@ -35,6 +42,8 @@ use crate::preflight::{home_settings, reprotect_settings};
 use crate::provider::facts::{AppliedSettings, Facts};
 use crate::provider::{OperationKind, ReprotectSettings, Stage};
 use crate::validate::Validation;
+
+pub use steps::{Phase, PlannedStep, StepAction};
 
 /// What a change does (the `action` of a change in `plan --format json`).
 #[derive(
@@ -149,14 +158,31 @@ impl PlannedChange {
     }
 }
 
-/// A node of the operation DAG: a change, or a checkpoint that joins many changes.
+/// A node of the operation DAG: a change, a checkpoint that joins many changes, or a step
+/// between boot groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     /// Index into [`ExecutionPlan::changes`].
     Change(usize),
     /// A join point, e.g. `group.app reprotected`.
     Checkpoint(String),
+    /// Index into [`ExecutionPlan::steps`].
+    Step(usize),
 }
+
+/// What an edge of the DAG means when the node before it fails (or is skipped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Edge {
+    /// The node after it cannot run: it is skipped, with the failure as its cause.
+    #[default]
+    Needs,
+    /// The boot order out of a group with `on_failure: continue`: the node after it runs
+    /// anyway, and the failure stays in the report.
+    Follows,
+}
+
+/// The operation DAG.
+pub type Graph = DiGraph<Node, Edge>;
 
 /// A machine the plan leaves alone, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -171,14 +197,25 @@ pub struct ExecutionPlan {
     pub goal: Goal,
     /// In a topological order of [`Self::graph`].
     pub changes: Vec<PlannedChange>,
-    pub graph: DiGraph<Node, ()>,
+    /// Steps between boot groups, in a topological order of [`Self::graph`].
+    pub steps: Vec<PlannedStep>,
+    pub graph: Graph,
     /// Machines ahead of the goal, or missing at the site.
     pub untouched: Vec<Untouched>,
 }
 
 impl ExecutionPlan {
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.steps.is_empty()
+    }
+
+    /// The id of a node: a change's or a step's id, or a checkpoint's label.
+    pub fn node_id<'a>(&'a self, node: &'a Node) -> &'a str {
+        match node {
+            Node::Change(i) => &self.changes[*i].id,
+            Node::Step(i) => &self.steps[*i].id,
+            Node::Checkpoint(label) => label,
+        }
     }
 
     /// How many changes of each action the plan has.
@@ -226,12 +263,24 @@ fn desired_tuple(s: &ReprotectSettings) -> Tuple<'_> {
 }
 
 /// Builds the execution plan. `released` lists machines the state knows but the plan no
-/// longer names (with their last recorded stage).
+/// longer names (with their last recorded stage). Every step is planned (none is recorded
+/// done); see [`build_with_steps_done`].
 pub fn build(
     plan: &Plan,
     validation: &Validation,
     facts: &Facts,
     released: &[(String, Stage)],
+) -> Result<ExecutionPlan, CycleError> {
+    build_with_steps_done(plan, validation, facts, released, &|_, _| false)
+}
+
+/// [`build`], leaving out the steps `done(id, digest)` says the state records as passed.
+pub fn build_with_steps_done(
+    plan: &Plan,
+    validation: &Validation,
+    facts: &Facts,
+    released: &[(String, Stage)],
+    done: &dyn Fn(&str, &str) -> bool,
 ) -> Result<ExecutionPlan, CycleError> {
     let goal = Stage::from_goal(plan.goal());
     let mut changes: Vec<PlannedChange> = Vec::new();
@@ -413,17 +462,44 @@ pub fn build(
         });
     }
 
-    let graph = build_graph(plan, &changes, &by_machine);
-    order(changes, graph, plan.goal(), untouched)
+    // Steps run on the failback night only; a plan that stops at `reprotected` has none.
+    let steps = if plan.goal() >= Goal::FailedBack {
+        planned_steps(plan, done)
+    } else {
+        Vec::new()
+    };
+    let graph = build_graph(plan, &changes, &by_machine, &steps);
+    order(changes, steps, graph, plan.goal(), untouched)
+}
+
+/// Every step of the boot order the state does not record done, group by group; the
+/// second value of each is the boot group's index.
+fn planned_steps(plan: &Plan, done: &dyn Fn(&str, &str) -> bool) -> Vec<(usize, PlannedStep)> {
+    let mut out = Vec::new();
+    for (g, group) in plan.boot_order.iter().enumerate() {
+        for (phase, list) in [(Phase::Before, &group.before), (Phase::After, &group.after)] {
+            for (i, step) in list.iter().enumerate() {
+                if let Some(planned) = PlannedStep::new(group, phase, i + 1, &step.value)
+                    && !done(&planned.id, &planned.digest)
+                {
+                    out.push((g, planned));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn build_graph(
     plan: &Plan,
     changes: &[PlannedChange],
     by_machine: &[BTreeMap<Action, usize>],
-) -> DiGraph<Node, ()> {
-    let mut graph: DiGraph<Node, ()> =
-        DiGraph::with_capacity(changes.len() + 64, changes.len() * 2);
+    steps: &[(usize, PlannedStep)],
+) -> Graph {
+    let mut graph: Graph = DiGraph::with_capacity(
+        changes.len() + steps.len() + 64,
+        changes.len() * 2 + steps.len(),
+    );
     for i in 0..changes.len() {
         graph.add_node(Node::Change(i));
     }
@@ -453,7 +529,7 @@ fn build_graph(
             .filter_map(|a| actions.get(a).copied())
             .collect();
         for pair in chain.windows(2) {
-            graph.add_edge(node(pair[0]), node(pair[1]), ());
+            graph.add_edge(node(pair[0]), node(pair[1]), Edge::Needs);
         }
     }
 
@@ -478,16 +554,41 @@ fn build_graph(
             group_name.value
         )));
         for r in reprotects {
-            graph.add_edge(node(r), checkpoint, ());
+            graph.add_edge(node(r), checkpoint, Edge::Needs);
         }
         for f in failbacks {
-            graph.add_edge(checkpoint, node(f), ());
+            graph.add_edge(checkpoint, node(f), Edge::Needs);
         }
     }
 
-    // Boot groups fail back one after another.
-    let mut previous: Option<NodeIndex> = None;
-    for group in plan.boot_order.iter() {
+    // Boot groups fail back one after another, each with its steps before and after. The
+    // boot order leaves a group through edges that follow its `on_failure`.
+    let mut steps_of: Vec<(Vec<usize>, Vec<usize>)> =
+        vec![Default::default(); plan.boot_order.len()];
+    for (i, (g, step)) in steps.iter().enumerate() {
+        let lists = &mut steps_of[*g];
+        match step.phase {
+            Phase::Before => lists.0.push(i),
+            Phase::After => lists.1.push(i),
+        }
+    }
+    let step_node = |graph: &mut Graph, i: usize| graph.add_node(Node::Step(i));
+    let flow = |group: &crate::model::BootGroup| match group.on_failure() {
+        crate::model::OnFailure::Stop => Edge::Needs,
+        crate::model::OnFailure::Continue => Edge::Follows,
+    };
+    // The last node of the order so far, and how a failure there affects what follows.
+    let mut previous: Option<(NodeIndex, Edge)> = None;
+    for (g, group) in plan.boot_order.iter().enumerate() {
+        let own = flow(group);
+        let (before, after) = &steps_of[g];
+        for &i in before {
+            let n = step_node(&mut graph, i);
+            if let Some((p, edge)) = previous {
+                graph.add_edge(p, n, edge);
+            }
+            previous = Some((n, own));
+        }
         let failbacks: Vec<usize> = group
             .machines
             .value
@@ -495,20 +596,26 @@ fn build_graph(
             .filter_map(|m| resolve(&m.value))
             .filter_map(failback)
             .collect();
-        if failbacks.is_empty() {
-            continue;
-        }
-        let checkpoint = graph.add_node(Node::Checkpoint(format!(
-            "boot group `{}` failed back",
-            group.name.value
-        )));
-        for &f in &failbacks {
-            if let Some(previous) = previous {
-                graph.add_edge(previous, node(f), ());
+        if !failbacks.is_empty() {
+            let checkpoint = graph.add_node(Node::Checkpoint(format!(
+                "boot group `{}` failed back",
+                group.name.value
+            )));
+            for &f in &failbacks {
+                if let Some((p, edge)) = previous {
+                    graph.add_edge(p, node(f), edge);
+                }
+                graph.add_edge(node(f), checkpoint, own);
             }
-            graph.add_edge(node(f), checkpoint, ());
+            previous = Some((checkpoint, own));
         }
-        previous = Some(checkpoint);
+        for &i in after {
+            let n = step_node(&mut graph, i);
+            if let Some((p, edge)) = previous {
+                graph.add_edge(p, n, edge);
+            }
+            previous = Some((n, own));
+        }
     }
 
     // `depends_on` orders failbacks.
@@ -516,7 +623,7 @@ fn build_graph(
         let Some(f) = failback(m) else { continue };
         for dep in &machine.depends_on {
             if let Some(d) = resolve(&dep.value).and_then(failback) {
-                graph.add_edge(node(d), node(f), ());
+                graph.add_edge(node(d), node(f), Edge::Needs);
             }
         }
     }
@@ -527,7 +634,8 @@ fn build_graph(
 /// which is plan order) and fills in each change's `depends_on`.
 fn order(
     changes: Vec<PlannedChange>,
-    graph: DiGraph<Node, ()>,
+    steps: Vec<(usize, PlannedStep)>,
+    graph: Graph,
     goal: Goal,
     untouched: Vec<Untouched>,
 ) -> Result<ExecutionPlan, CycleError> {
@@ -551,8 +659,10 @@ fn order(
         }
     }
     let ids: Vec<String> = changes.iter().map(|c| c.id.clone()).collect();
+    let step_ids: Vec<String> = steps.iter().map(|(_, s)| s.id.clone()).collect();
     let id_of = |n: NodeIndex| match &graph[n] {
         Node::Change(i) => ids[*i].clone(),
+        Node::Step(i) => step_ids[*i].clone(),
         Node::Checkpoint(label) => label.clone(),
     };
     if topological.len() != graph.node_count() {
@@ -567,16 +677,35 @@ fn order(
     }
     let mut position = vec![0usize; changes.len()];
     let mut ordered_ids = Vec::with_capacity(changes.len());
+    let mut step_position = vec![0usize; steps.len()];
+    let mut ordered_steps = Vec::with_capacity(steps.len());
+    let mut step_slots: Vec<Option<PlannedStep>> =
+        steps.into_iter().map(|(_, s)| Some(s)).collect();
     for n in &topological {
-        if let Node::Change(i) = graph[NodeIndex::new(*n)] {
-            position[i] = ordered_ids.len();
-            ordered_ids.push(i);
+        match graph[NodeIndex::new(*n)] {
+            Node::Change(i) => {
+                position[i] = ordered_ids.len();
+                ordered_ids.push(i);
+            }
+            Node::Step(i) => {
+                step_position[i] = ordered_steps.len();
+                let mut step = step_slots[i].take().expect("each step is placed once");
+                let mut deps: Vec<String> = graph
+                    .neighbors_directed(NodeIndex::new(*n), petgraph::Incoming)
+                    .map(id_of)
+                    .collect();
+                deps.sort();
+                step.depends_on = deps;
+                ordered_steps.push(step);
+            }
+            Node::Checkpoint(_) => {}
         }
     }
     let mut slots: Vec<Option<PlannedChange>> = changes.into_iter().map(Some).collect();
     let mut ordered = Vec::with_capacity(ordered_ids.len());
     for &i in &ordered_ids {
         let mut change = slots[i].take().expect("each change is placed once");
+        // Change `i` is node `i`: the graph adds the changes first.
         let mut deps: Vec<String> = graph
             .neighbors_directed(NodeIndex::new(i), petgraph::Incoming)
             .map(id_of)
@@ -585,17 +714,19 @@ fn order(
         change.depends_on = deps;
         ordered.push(change);
     }
-    // Renumber the graph's change nodes to the new order.
+    // Renumber the graph's change and step nodes to the new order.
     let graph = graph.map(
         |_, node| match node {
             Node::Change(i) => Node::Change(position[*i]),
+            Node::Step(i) => Node::Step(step_position[*i]),
             other => other.clone(),
         },
-        |_, _| (),
+        |_, edge| *edge,
     );
     Ok(ExecutionPlan {
         goal,
         changes: ordered,
+        steps: ordered_steps,
         graph,
         untouched,
     })
@@ -715,14 +846,29 @@ impl ExecutionPlan {
                 changes.push(change.clone());
             }
         }
+        let mut step_node = vec![None; self.steps.len()];
+        for n in self.graph.node_indices() {
+            if let Node::Step(i) = self.graph[n] {
+                step_node[i] = Some(n);
+            }
+        }
+        let mut renumber_step = vec![usize::MAX; self.steps.len()];
+        let mut steps = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            if step_node[i].is_some_and(|n| keep[n.index()]) {
+                renumber_step[i] = steps.len();
+                steps.push(step.clone());
+            }
+        }
         let graph = self.graph.filter_map(
             |n, node| {
                 keep[n.index()].then(|| match node {
                     Node::Change(i) => Node::Change(renumber[*i]),
+                    Node::Step(i) => Node::Step(renumber_step[*i]),
                     other => other.clone(),
                 })
             },
-            |_, _| Some(()),
+            |_, edge| Some(*edge),
         );
         let untouched = self
             .untouched
@@ -733,6 +879,7 @@ impl ExecutionPlan {
         ExecutionPlan {
             goal: self.goal,
             changes,
+            steps,
             graph,
             untouched,
         }
@@ -747,14 +894,14 @@ mod tests {
     /// express); if one ever appears, planning says so with the nodes instead of aborting.
     #[test]
     fn a_cycle_is_an_error_naming_its_nodes() {
-        let mut graph: DiGraph<Node, ()> = DiGraph::new();
+        let mut graph = Graph::new();
         let free = graph.add_node(Node::Checkpoint("group.db reprotected".to_string()));
         let a = graph.add_node(Node::Checkpoint("a".to_string()));
         let b = graph.add_node(Node::Checkpoint("b".to_string()));
-        graph.add_edge(free, a, ());
-        graph.add_edge(a, b, ());
-        graph.add_edge(b, a, ());
-        let error = order(Vec::new(), graph, Goal::Reprotected, Vec::new())
+        graph.add_edge(free, a, Edge::Needs);
+        graph.add_edge(a, b, Edge::Needs);
+        graph.add_edge(b, a, Edge::Needs);
+        let error = order(Vec::new(), Vec::new(), graph, Goal::Reprotected, Vec::new())
             .expect_err("a cycle cannot be ordered");
         assert_eq!(error.through, ["a", "b"]);
         assert!(error.to_string().contains("cycle through a, b"), "{error}");
@@ -762,11 +909,12 @@ mod tests {
 
     #[test]
     fn a_graph_without_cycle_is_ordered() {
-        let mut graph: DiGraph<Node, ()> = DiGraph::new();
+        let mut graph = Graph::new();
         let a = graph.add_node(Node::Checkpoint("a".to_string()));
         let b = graph.add_node(Node::Checkpoint("b".to_string()));
-        graph.add_edge(a, b, ());
-        let plan = order(Vec::new(), graph, Goal::Reprotected, Vec::new()).expect("ordered");
+        graph.add_edge(a, b, Edge::Needs);
+        let plan =
+            order(Vec::new(), Vec::new(), graph, Goal::Reprotected, Vec::new()).expect("ordered");
         assert!(plan.is_empty());
     }
 }

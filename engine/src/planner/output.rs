@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, ExecutionPlan, PlannedChange, Untouched};
+use super::{Action, ExecutionPlan, PlannedChange, PlannedStep, Untouched};
 use crate::diagnostic::JsonDiagnostic;
 use crate::model::Goal;
 
@@ -22,6 +22,14 @@ pub struct PlanOutput {
     pub serial: Option<u64>,
     pub goal: Goal,
     pub changes: Vec<PlannedChange>,
+    /// Steps between boot groups that `apply` will run (checks, commands, manual gates), in
+    /// order; absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<PlannedStep>,
+    /// The expected schedule: boot groups relative to the window's start, the critical
+    /// path, and whether failback and commit fit the window. Absent without changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::Schedule>,
     /// Machines the plan leaves alone, and why.
     #[serde(default)]
     pub untouched: Vec<Untouched>,
@@ -79,6 +87,8 @@ impl PlanOutput {
             serial,
             goal: plan.goal,
             changes: plan.changes.clone(),
+            steps: plan.steps.clone(),
+            schedule: None,
             untouched: plan.untouched.clone(),
             diagnostics,
             summary: PlanSummary::of(plan),

@@ -51,6 +51,36 @@ pub trait Provider: Send + Sync + fmt::Debug {
     async fn close(&self) -> Result<(), ProviderError> {
         Ok(())
     }
+
+    /// How long each operation will take, in real time, one answer per request in the same
+    /// order; `None` where the provider cannot tell (never a guess). `plan` builds the
+    /// schedule from these, and `apply` does not start a boot group whose estimated end
+    /// passes the maintenance window's end. One call for the whole plan, so a provider can
+    /// answer in one pass. The default knows nothing.
+    async fn estimate(
+        &self,
+        request: &EstimateRequest,
+    ) -> Result<Vec<Option<Duration>>, ProviderError> {
+        Ok(vec![None; request.operations.len()])
+    }
+}
+
+/// What [`Provider::estimate`] is asked about: the operations, and what the plan declares
+/// about the link between the sites.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EstimateRequest {
+    /// `site.link_gbps`: usable bandwidth between Azure and the site, gigabits per second.
+    pub link_gbps: Option<f64>,
+    pub operations: Vec<EstimateOperation>,
+}
+
+/// One operation to time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EstimateOperation {
+    pub machine: String,
+    pub kind: OperationKind,
+    /// The upper bound of data the operation sends, in GiB (the plan's `max_transfer_gib`).
+    pub transfer_gib: u64,
 }
 
 /// Identifies a provider and the estate it talks to; saved plans record it so that a plan

@@ -53,6 +53,10 @@ pub struct State {
     /// Every machine lifeboat has acted on, by name.
     #[serde(default)]
     pub machines: BTreeMap<String, MachineState>,
+    /// Boot-group steps that passed, and manual gates an apply stopped at, by step id
+    /// (`boot_group.NAME after[1]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, StepRecord>,
     /// Which machine holds each pending operation, so that completing one is a lookup, not a
     /// search of every machine. Derived from `machines`; never written.
     #[serde(skip)]
@@ -116,6 +120,42 @@ pub struct PendingOperation {
     pub settings: Option<ReprotectSettings>,
 }
 
+/// What the state knows about one boot-group step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepRecord {
+    /// SHA-256 of the step as it was written: an edited step is a new step and runs again.
+    pub digest: String,
+    /// When it passed; absent while a manual gate waits for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed_at: Option<Timestamp>,
+    /// A manual gate: what it asks, when an apply stopped at it, who approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateRecord>,
+}
+
+/// A manual gate in the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateRecord {
+    pub boot_group: String,
+    pub message: String,
+    /// When an apply stopped at the gate.
+    pub requested_at: Timestamp,
+    /// `user@host` of whoever ran `lifeboat approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Timestamp>,
+}
+
+impl StepRecord {
+    /// Whether the step passed in the form whose digest is `digest`.
+    pub fn passed(&self, digest: &str) -> bool {
+        self.digest == digest && self.passed_at.is_some()
+    }
+}
+
 impl Default for State {
     fn default() -> Self {
         Self::new()
@@ -130,6 +170,7 @@ impl State {
             lineage: uuid::Uuid::new_v4().to_string(),
             serial: 0,
             machines: BTreeMap::new(),
+            steps: BTreeMap::new(),
             pending_index: PendingIndex::default(),
         }
     }
@@ -223,6 +264,16 @@ impl State {
                 }
             }
         }
+        for (id, step) in &delta.steps {
+            match step {
+                Some(step) => {
+                    self.steps.insert(id.clone(), step.clone());
+                }
+                None => {
+                    self.steps.remove(id);
+                }
+            }
+        }
         self.serial = delta.to;
         self.reindex();
     }
@@ -230,6 +281,16 @@ impl State {
     /// The record that takes a state at serial `from` to this one, given the machines changed
     /// since then.
     pub fn delta<'a>(&self, from: u64, changed: impl IntoIterator<Item = &'a str>) -> StateDelta {
+        self.delta_with_steps(from, changed, std::iter::empty())
+    }
+
+    /// [`Self::delta`], with the steps changed since then too.
+    pub fn delta_with_steps<'a>(
+        &self,
+        from: u64,
+        changed: impl IntoIterator<Item = &'a str>,
+        steps: impl IntoIterator<Item = &'a str>,
+    ) -> StateDelta {
         StateDelta {
             lineage: self.lineage.clone(),
             from,
@@ -238,7 +299,95 @@ impl State {
                 .into_iter()
                 .map(|name| (name.to_string(), self.machines.get(name).cloned()))
                 .collect(),
+            steps: steps
+                .into_iter()
+                .map(|id| (id.to_string(), self.steps.get(id).cloned()))
+                .collect(),
         }
+    }
+
+    /// Records that step `id` (in the form `digest`) passed. Returns whether that changed
+    /// anything.
+    pub fn step_passed(&mut self, id: &str, digest: &str, at: Timestamp) -> bool {
+        let record = self
+            .steps
+            .entry(id.to_string())
+            .or_insert_with(|| StepRecord {
+                digest: digest.to_string(),
+                passed_at: None,
+                gate: None,
+            });
+        if record.passed(digest) {
+            return false;
+        }
+        record.digest = digest.to_string();
+        record.passed_at = Some(at);
+        self.serial += 1;
+        true
+    }
+
+    /// Records that an apply stopped at the manual gate `id`, unless it already waits there
+    /// in this form. An earlier gate of another form (the step was edited) starts over.
+    pub fn request_gate(
+        &mut self,
+        id: &str,
+        digest: &str,
+        boot_group: &str,
+        message: &str,
+        at: Timestamp,
+    ) -> bool {
+        if let Some(record) = self.steps.get(id)
+            && record.digest == digest
+            && record.gate.is_some()
+        {
+            return false;
+        }
+        self.steps.insert(
+            id.to_string(),
+            StepRecord {
+                digest: digest.to_string(),
+                passed_at: None,
+                gate: Some(GateRecord {
+                    boot_group: boot_group.to_string(),
+                    message: message.to_string(),
+                    requested_at: at,
+                    approved_by: None,
+                    approved_at: None,
+                }),
+            },
+        );
+        self.serial += 1;
+        true
+    }
+
+    /// The approval of the gate `id` in the form `digest`, if any: (by, at).
+    pub fn gate_approval(&self, id: &str, digest: &str) -> Option<(&str, Timestamp)> {
+        let record = self.steps.get(id).filter(|r| r.digest == digest)?;
+        let gate = record.gate.as_ref()?;
+        Some((gate.approved_by.as_deref()?, gate.approved_at?))
+    }
+
+    /// Approves every gate of `boot_group` an apply stopped at and nobody approved yet;
+    /// returns their ids.
+    pub fn approve(&mut self, boot_group: &str, by: &str, at: Timestamp) -> Vec<String> {
+        let mut approved = Vec::new();
+        for (id, record) in &mut self.steps {
+            if record.passed_at.is_some() {
+                continue;
+            }
+            if let Some(gate) = &mut record.gate
+                && gate.boot_group == boot_group
+                && gate.approved_by.is_none()
+            {
+                gate.approved_by = Some(by.to_string());
+                gate.approved_at = Some(at);
+                approved.push(id.clone());
+            }
+        }
+        if !approved.is_empty() {
+            self.serial += 1;
+        }
+        approved
     }
 
     /// The document as written to disk: pretty JSON with a final newline, so a diff of two
@@ -381,6 +530,9 @@ pub struct StateDelta {
     pub from: u64,
     pub to: u64,
     pub machines: BTreeMap<String, Option<MachineState>>,
+    /// Steps that changed, by id; `None` when forgotten.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, Option<StepRecord>>,
 }
 
 /// Where a state lives and how it is locked. Remote backends implement the same contract:

@@ -28,6 +28,7 @@ pub(super) fn check(plan: &Plan, index: &PlanIndex<'_>, out: &mut Vec<Diagnostic
     // A machine listed in several boot groups is ordered by its first; the others are
     // reported as `boot-order::multiple-groups`, not again as a cycle.
     let first_group = multiple_boot_groups(plan, index, out);
+    unordered(plan, &first_group, out);
 
     let machines = plan.machines.len();
     let groups = plan.boot_order.len();
@@ -168,4 +169,63 @@ fn multiple_boot_groups(
         help: "a machine fails back in one boot group only; remove it from one of them",
     };
     single_membership(index, groups, &membership, out)
+}
+
+/// Machines named on one `boot-order::unordered` warning before the rest are only counted.
+const MAX_UNORDERED_LABELS: usize = 6;
+
+/// `boot-order::unordered`: a machine that will fail back (the goal is past `reprotected`)
+/// but is in no boot group, when the plan has a boot order. Such a machine is not held back
+/// by any group: it fails back as soon as it is reprotected (after its own `depends_on`),
+/// alongside the first group, which surprises whoever wrote the order. One warning for all
+/// of them, so a large estate gets one line, not thousands.
+fn unordered(plan: &Plan, first_group: &HashMap<usize, usize>, out: &mut Vec<Diagnostic>) {
+    let Some(first) = plan.boot_order.value.first() else {
+        return;
+    };
+    if plan.goal() < crate::model::Goal::FailedBack {
+        return;
+    }
+    let outside: Vec<usize> = (0..plan.machines.len())
+        .filter(|m| !first_group.contains_key(m))
+        .collect();
+    if outside.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = outside
+        .iter()
+        .take(MAX_UNORDERED_LABELS)
+        .map(|&m| plan.machines.get_index(m).0.value.as_str())
+        .collect();
+    let more = outside.len().saturating_sub(MAX_UNORDERED_LABELS);
+    let listed = if more > 0 {
+        format!("{} and {more} more", join_names(&names))
+    } else {
+        join_names(&names)
+    };
+    let (subject, verb) = if outside.len() == 1 {
+        ("machine", "is")
+    } else {
+        ("machines", "are")
+    };
+    let mut diagnostic = Diagnostic::warning(
+        codes::BOOT_ORDER_UNORDERED,
+        format!(
+            "{subject} {listed} will fail back but {verb} in no boot group: {} as soon as reprotected (after {} `depends_on`), alongside the first boot group `{}`, before any group's steps",
+            if outside.len() == 1 {
+                "it fails back"
+            } else {
+                "they fail back"
+            },
+            if outside.len() == 1 { "its" } else { "their" },
+            first.name.value
+        ),
+    );
+    for &m in outside.iter().take(MAX_UNORDERED_LABELS) {
+        let (name, _) = plan.machines.get_index(m);
+        diagnostic = diagnostic.with_label(name.span, "in no boot group");
+    }
+    out.push(diagnostic.with_help(
+        "add it to the boot group it belongs with, or to a last group of its own to fail it back after the others",
+    ));
 }

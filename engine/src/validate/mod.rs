@@ -13,6 +13,7 @@ mod boot_order;
 mod groups;
 mod names;
 pub mod state;
+pub mod steps;
 mod window;
 
 use std::collections::HashMap;
@@ -95,6 +96,8 @@ pub fn validate_with(plan: &Plan, current_targets: &HashMap<&str, &str>) -> Vali
     boot_order::check(plan, &index, &mut diagnostics);
     window::check(plan, &mut diagnostics);
     state::check(plan, &mut diagnostics);
+    window::link_speed(plan, &mut diagnostics);
+    steps::check(plan, &mut diagnostics);
     diagnostic::sort(&mut diagnostics);
     Validation {
         assignment,

@@ -23,6 +23,7 @@ pub mod arm;
 pub mod client;
 pub mod config;
 pub mod credential;
+pub mod estimate;
 pub mod lro;
 pub mod mapping;
 pub mod provider;

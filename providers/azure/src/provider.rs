@@ -39,8 +39,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use lifeboat_engine::provider::{
-    OperationId, OperationKind, OperationOutcome, OperationRequest, OperationStatus, Provider,
-    ProviderError, ProviderInfo, RefreshRequest,
+    EstimateRequest, OperationId, OperationKind, OperationOutcome, OperationRequest,
+    OperationStatus, Provider, ProviderError, ProviderInfo, RefreshRequest,
 };
 
 use crate::arm::{
@@ -538,6 +538,17 @@ impl Provider for AzureProvider {
             }
         }
         Ok(done(request))
+    }
+
+    async fn estimate(
+        &self,
+        request: &EstimateRequest,
+    ) -> Result<Vec<Option<std::time::Duration>>, ProviderError> {
+        Ok(request
+            .operations
+            .iter()
+            .map(|op| crate::estimate::estimate(op, request.link_gbps))
+            .collect())
     }
 
     async fn status(&self, id: &OperationId) -> Result<OperationStatus, ProviderError> {

@@ -26,8 +26,8 @@ use lifeboat_engine::provider::facts::{
     MasterTargetFacts, ProcessServerFacts, RunningFact, VcenterFacts, VmwareVmFacts,
 };
 use lifeboat_engine::provider::{
-    Facts, OperationId, OperationOutcome, OperationRequest, OperationStatus, Provider,
-    ProviderError, ProviderInfo, RefreshRequest,
+    EstimateRequest, Facts, OperationId, OperationOutcome, OperationRequest, OperationStatus,
+    Provider, ProviderError, ProviderInfo, RefreshRequest,
 };
 
 pub use store::WorldError;
@@ -388,6 +388,30 @@ impl Provider for SimProvider {
 
     async fn close(&self) -> Result<(), ProviderError> {
         self.compact().await.map_err(world_error)
+    }
+
+    /// The simulator knows exactly how long its operations take: the machine's own timing or
+    /// the world's, scaled into real time by `timing.scale` (so every estimate is 0 at the
+    /// default scale 0, where operations are instant). One read of the world for the plan.
+    async fn estimate(
+        &self,
+        request: &EstimateRequest,
+    ) -> Result<Vec<Option<Duration>>, ProviderError> {
+        let operations = request.operations.clone();
+        self.read(move |world, _| {
+            operations
+                .iter()
+                .map(|op| {
+                    let seconds = world
+                        .machines
+                        .get(&op.machine)
+                        .and_then(|machine| machine.timing.seconds(op.kind))
+                        .unwrap_or_else(|| world.timing.seconds(op.kind));
+                    Duration::try_from(world.timing.real(seconds)).ok()
+                })
+                .collect()
+        })
+        .await
     }
 }
 

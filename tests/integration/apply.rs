@@ -14,33 +14,7 @@ use lifeboat_engine::provider::OperationKind;
 use lifeboat_provider_sim::World;
 use lifeboat_provider_sim::world::{Event, Fault, FaultCode};
 
-use crate::example::{Backend, Example};
-
-fn apply(example: &Example, extra: &[&str]) -> (Option<i32>, String) {
-    let output = example
-        .lifeboat()
-        .args(["apply", "--auto-approve"])
-        .args(extra)
-        .output()
-        .expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code(), text)
-}
-
-/// The NDJSON events of `apply --format json` (other lines, e.g. on stderr, are skipped).
-fn events(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
-fn world(example: &Example) -> World {
-    lifeboat_provider_sim::store::read(&example.world_path()).expect("the world reads")
-}
+use crate::example::{Backend, Example, apply, events, world};
 
 /// Every operation the simulated service started, per (machine, kind), and per id.
 fn starts(

@@ -143,3 +143,30 @@ impl Example {
         String::from_utf8(output.stdout).expect("UTF-8")
     }
 }
+
+/// `apply --auto-approve` with `extra`: the exit code and stdout then stderr.
+pub(crate) fn apply(example: &Example, extra: &[&str]) -> (Option<i32>, String) {
+    let output = example
+        .lifeboat()
+        .args(["apply", "--auto-approve"])
+        .args(extra)
+        .output()
+        .expect("runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+/// The NDJSON events of `apply --format json` (other lines, e.g. on stderr, are skipped).
+pub(crate) fn events(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+pub(crate) fn world(example: &Example) -> World {
+    store::read(&example.world_path()).expect("the world reads")
+}

@@ -16,7 +16,7 @@ use lifeboat_provider_sim::World;
 use lifeboat_provider_sim::world::Event;
 use serde_json::Value;
 
-use crate::example::Example;
+use crate::example::{Example, world};
 
 /// The example estate at `goal`, with the window from `start` to `end` seconds from now.
 /// The window's start as the plan file says it.
@@ -94,10 +94,6 @@ fn apply_json(example: &Example, extra: &[&str]) -> (Option<i32>, String, Vec<Va
     let mut args = vec!["apply", "--auto-approve", "--format", "json"];
     args.extend_from_slice(extra);
     run(example, &args)
-}
-
-fn world(example: &Example) -> World {
-    lifeboat_provider_sim::store::read(&example.world_path()).expect("the world reads")
 }
 
 /// When the simulated service started each (machine, operation); panics on a second start.

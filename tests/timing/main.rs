@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use lifeboat_provider_sim::World;
 
-use crate::example::Example;
+use crate::example::{Example, apply, events, world};
 
 #[allow(dead_code)] // the helpers the integration tests use and these do not
 #[path = "../integration/util.rs"]
@@ -15,32 +15,6 @@ mod util;
 #[allow(dead_code)]
 #[path = "../integration/example.rs"]
 mod example;
-
-fn apply(example: &Example, extra: &[&str]) -> (Option<i32>, String) {
-    let output = example
-        .lifeboat()
-        .args(["apply", "--auto-approve"])
-        .args(extra)
-        .output()
-        .expect("runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code(), text)
-}
-
-/// The NDJSON events of `apply --format json` (other lines, e.g. on stderr, are skipped).
-fn events(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
-fn world(example: &Example) -> World {
-    lifeboat_provider_sim::store::read(&example.world_path()).expect("the world reads")
-}
 
 fn slow(world: &mut World, scale: f64) {
     world.timing.scale = scale;
